@@ -1,0 +1,5 @@
+import sys
+
+from saescope.cli import main
+
+sys.exit(main())

@@ -1,0 +1,15 @@
+"""Activation capture into a sharded on-disk cache, reading it back, and live streaming."""
+
+from saescope.activations.cache import ActivationCache, open_activations
+from saescope.activations.capture import capture
+from saescope.activations.live import stream_activations
+from saescope.activations.manifest import Manifest, ShardInfo
+
+__all__ = [
+    "ActivationCache",
+    "Manifest",
+    "ShardInfo",
+    "capture",
+    "open_activations",
+    "stream_activations",
+]

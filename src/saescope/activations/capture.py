@@ -1,0 +1,282 @@
+"""Capturing a model's activations at one or more sites into an on-disk cache.
+
+The corpus is packed into contexts in a fixed order; under ``torchrun`` rank r takes contexts
+r, r + world, ... Each rank accumulates whole contexts until a shard holds about ``shard_rows``
+rows, writes it atomically, then records it in its journal (the manifest itself when running
+alone). ``resume=True`` skips the contexts of finished shards, so a killed capture loses at most
+one shard of work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from saescope._progress import progress_bar
+from saescope.activations.cache import ActivationCache, open_activations
+from saescope.activations.manifest import (
+    MANIFEST,
+    Manifest,
+    ShardInfo,
+    read_manifest,
+    save_manifest,
+)
+from saescope.activations.shards import acts_key, write_shard
+from saescope.data import ContextConfig, Corpus, keep_mask, load_corpus, pack_contexts, special_ids
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel, Site, run_with_cache
+from saescope.models.loading import resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place under torch.distributed (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def current(cls) -> Rank:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    def share(self, total: int) -> int:
+        """This rank's part of ``total`` (the first ``total % world`` ranks take one more)."""
+        return total // self.world_size + (self.rank < total % self.world_size)
+
+    def journal(self, root: Path) -> Path:
+        return root / (MANIFEST if self.world_size == 1 else f"manifest.rank-{self.rank}.json")
+
+
+def capture(
+    model: LanguageModel,
+    sites: Sequence[str | Site],
+    out: str | Path,
+    tokens: int,
+    corpus: Corpus | None = None,
+    context: ContextConfig = ContextConfig(),
+    dtype: str | torch.dtype | None = None,
+    batch_size: int = 16,
+    shard_rows: int = 65_536,
+    resume: bool = False,
+    progress: bool = True,
+) -> ActivationCache:
+    """Capture ``tokens`` activation rows at each of ``sites`` into the cache directory ``out``.
+
+    ``dtype`` is the storage dtype (default: the model's). Rows are token positions that survive
+    the context config's exclusion of special tokens. Returns the opened cache.
+    """
+    parsed = sorted({model.site(s) for s in sites})
+    if not parsed:
+        raise SaescopeError("capture needs at least one --site")
+    if tokens < 1:
+        raise SaescopeError(f"tokens must be >= 1, got {tokens}")
+    corpus = corpus if corpus is not None else load_corpus()
+    store_dtype = model.dtype if dtype is None else resolve_dtype(dtype, torch.device("cpu"))
+    root = Path(out)
+    rank = Rank.current()
+    fresh = Manifest(
+        model=model.name,
+        model_type=model.hf.config.model_type,
+        sites={s.name: model.site_dim(s) for s in parsed},
+        dtype=str(store_dtype).removeprefix("torch."),
+        context=context.to_dict(),
+        dataset=corpus.name,
+        text_field=corpus.text_field,
+        tokens=tokens,
+        world_size=rank.world_size,
+        saescope_version=_version(),
+    )
+    journal = _start_journal(root, rank, fresh, resume)
+    target = rank.share(tokens)
+    _capture_rank(
+        model,
+        parsed,
+        root,
+        corpus,
+        context,
+        store_dtype,
+        batch_size,
+        shard_rows,
+        rank,
+        journal,
+        target,
+        progress,
+    )
+    _finish(root, rank)
+    return open_activations(root)
+
+
+def _start_journal(root: Path, rank: Rank, fresh: Manifest, resume: bool) -> Manifest:
+    path = rank.journal(root)
+    if path.exists():
+        if not resume:
+            raise SaescopeError(
+                f"{root} already holds a capture; pass --resume to continue it, or choose "
+                "another --out"
+            )
+        old = read_manifest(path)
+        if old.identity() != fresh.identity():
+            diff = {
+                k: (v, fresh.identity()[k])
+                for k, v in old.identity().items()
+                if fresh.identity()[k] != v
+            }
+            raise SaescopeError(
+                f"cannot resume {root}: it was captured with different settings "
+                f"(field: (cache, now)) {diff}; use the original arguments or another --out"
+            )
+        log.info("resuming %s: %d shards, %s rows done", root, len(old.shards), f"{old.rows:,}")
+        return replace(old, tokens=fresh.tokens, complete=False)
+    if root.exists() and any(root.iterdir()) and not (root / "shards").exists():
+        raise SaescopeError(f"{root} exists, is not empty and is not a saescope cache")
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    save_manifest(path, fresh)
+    return fresh
+
+
+def _contexts(
+    corpus: Corpus, model: LanguageModel, context: ContextConfig, rank: Rank, skip: int
+) -> Iterator[tuple[int, Tensor]]:
+    """(global context index, token ids) for this rank, after the ``skip`` it already did."""
+    stream = enumerate(pack_contexts(corpus, model.tokenizer, context))
+    mine = itertools.islice(stream, rank.rank, None, rank.world_size)
+    return itertools.islice(mine, skip, None)
+
+
+def _capture_rank(
+    model: LanguageModel,
+    sites: list[Site],
+    root: Path,
+    corpus: Corpus,
+    context: ContextConfig,
+    store_dtype: torch.dtype,
+    batch_size: int,
+    shard_rows: int,
+    rank: Rank,
+    journal: Manifest,
+    target: int,
+    progress: bool,
+) -> None:
+    exclude = special_ids(model.tokenizer) if context.exclude_special else []
+    done_rows = journal.rows
+    done_contexts = journal.shards[-1].contexts_done if journal.shards else 0
+    contexts = _contexts(corpus, model, context, rank, done_contexts)
+    pending: list[dict[str, Tensor]] = []
+    pending_rows = 0
+    with progress_bar("tok", disable=not progress or rank.rank != 0) as bar:
+        task = bar.add_task(
+            f"capture {', '.join(s.name for s in sites)}", total=target, completed=done_rows
+        )
+        while done_rows + pending_rows < target:
+            batch = list(itertools.islice(contexts, batch_size))
+            if not batch:
+                journal = replace(journal, notes=[*journal.notes, "corpus exhausted"])
+                log.warning(
+                    "corpus %r ran out after %s tokens (asked for %s)",
+                    corpus.name,
+                    f"{done_rows + pending_rows:,}",
+                    f"{target:,}",
+                )
+                break
+            rows = _forward(model, sites, batch, exclude, store_dtype)
+            pending.append(rows)
+            pending_rows += len(rows["tokens"])
+            done_contexts += len(batch)
+            bar.update(task, completed=min(done_rows + pending_rows, target))
+            if pending_rows >= shard_rows or done_rows + pending_rows >= target:
+                shard = _join(pending, limit=target - done_rows)
+                journal = _write(root, rank, journal, shard, done_contexts)
+                done_rows, pending, pending_rows = journal.rows, [], 0
+        if pending:
+            journal = _write(root, rank, journal, _join(pending, target - done_rows), done_contexts)
+    if journal.rows == 0:
+        raise SaescopeError(
+            f"corpus {corpus.name!r} yielded no tokens: it is shorter than one context of "
+            f"{context.context_size} tokens, or every token is special"
+        )
+    save_manifest(rank.journal(root), replace(journal, complete=True))
+
+
+@torch.inference_mode()
+def _forward(
+    model: LanguageModel,
+    sites: list[Site],
+    batch: list[tuple[int, Tensor]],
+    exclude: list[int],
+    store_dtype: torch.dtype,
+) -> dict[str, Tensor]:
+    index = torch.tensor([i for i, _ in batch])  # (B,)
+    input_ids = torch.stack([ids for _, ids in batch])  # (B, T)
+    keep = keep_mask(input_ids, exclude)  # (B, T)
+    acts = run_with_cache(model, input_ids, sites)
+    where = keep.nonzero()  # (N, 2): context-in-batch, position
+    rows = {
+        acts_key(s.name): acts[s.name][keep.to(model.device)].to("cpu", store_dtype) for s in sites
+    }  # each (N, d)
+    rows["tokens"] = input_ids[keep].int()
+    rows["context"] = index[where[:, 0]]
+    rows["position"] = where[:, 1].int()
+    return rows
+
+
+def _join(parts: list[dict[str, Tensor]], limit: int) -> dict[str, Tensor]:
+    return {key: torch.cat([p[key] for p in parts])[:limit] for key in parts[0]}
+
+
+def _write(
+    root: Path, rank: Rank, journal: Manifest, shard: dict[str, Tensor], contexts_done: int
+) -> Manifest:
+    index = sum(1 for s in journal.shards if s.rank == rank.rank)
+    file = f"shards/r{rank.rank:02d}-{index:05d}.safetensors"
+    size, digest = write_shard(root / file, shard)
+    info = ShardInfo(
+        file=file,
+        rank=rank.rank,
+        index=index,
+        rows=len(shard["tokens"]),
+        contexts_done=contexts_done,
+        bytes=size,
+        sha256=digest,
+    )
+    journal = journal.with_shard(info)
+    save_manifest(rank.journal(root), journal)
+    return journal
+
+
+def _finish(root: Path, rank: Rank) -> None:
+    """Under torchrun, rank 0 merges every rank's journal into the manifest once all are done."""
+    if rank.world_size == 1:
+        return
+    import torch.distributed as dist
+
+    dist.barrier()
+    if rank.rank == 0:
+        parts = [
+            read_manifest(Rank(r, rank.world_size).journal(root)) for r in range(rank.world_size)
+        ]
+        merged = replace(
+            parts[0],
+            shards=tuple(s for p in parts for s in p.shards),
+            complete=all(p.complete for p in parts),
+            notes=sorted({n for p in parts for n in p.notes}),
+        )
+        save_manifest(root / MANIFEST, merged)
+    dist.barrier()
+
+
+def _version() -> str:
+    from saescope import __version__
+
+    return __version__

@@ -1,0 +1,56 @@
+"""Live activations: the cache's batch iterator fed straight from the model, with no disk."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from saescope.data import ContextConfig, Corpus, keep_mask, load_corpus, pack_contexts, special_ids
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel, Site, run_with_cache
+
+
+def stream_activations(
+    model: LanguageModel,
+    site: str | Site,
+    batch_size: int,
+    corpus: Corpus | None = None,
+    context: ContextConfig = ContextConfig(),
+    *,
+    contexts_per_forward: int = 16,
+    buffer_rows: int = 65_536,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[Tensor]:
+    """Yield (batch_size, d) activation batches at ``site`` over one pass of the corpus.
+
+    Tokens of one context are strongly correlated, so rows go through a shuffle buffer: it is
+    filled to ``buffer_rows``, shuffled, and its first half emitted, the other half staying to mix
+    with the next fill. Memory is bounded by the buffer; special tokens are excluded as in capture.
+    """
+    if buffer_rows < 2 * batch_size:
+        raise SaescopeError(f"buffer_rows ({buffer_rows}) must be at least 2 x batch_size")
+    parsed = model.site(site)
+    corpus = corpus if corpus is not None else load_corpus()
+    exclude = special_ids(model.tokenizer) if context.exclude_special else []
+    contexts = pack_contexts(corpus, model.tokenizer, context)
+    generator = torch.Generator().manual_seed(seed)
+    buffer = torch.empty(0, model.site_dim(parsed), dtype=dtype)
+    while True:
+        batch = list(itertools.islice(contexts, contexts_per_forward))
+        if batch:
+            input_ids = torch.stack(batch)  # (B, T)
+            keep = keep_mask(input_ids, exclude)
+            acts = run_with_cache(model, input_ids, [parsed])[parsed.name]  # (B, T, d)
+            buffer = torch.cat([buffer, acts[keep.to(acts.device)].to("cpu", dtype)])
+            if len(buffer) < buffer_rows:
+                continue
+        buffer = buffer[torch.randperm(len(buffer), generator=generator)]
+        emit = len(buffer) if not batch else len(buffer) // 2 // batch_size * batch_size
+        yield from buffer[:emit].split(batch_size)
+        buffer = buffer[emit:]
+        if not batch:
+            return

@@ -1,0 +1,110 @@
+"""The manifest of an activation cache: what was captured, from what, and which shards hold it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from saescope.errors import SaescopeError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard file: a run of whole contexts captured by one rank."""
+
+    file: str
+    """Path relative to the cache directory."""
+    rank: int
+    """Rank that wrote it (0 outside torchrun)."""
+    index: int
+    """Shard number within its rank."""
+    rows: int
+    """Activation rows (kept token positions) it holds."""
+    contexts_done: int
+    """Contexts of its rank's stream consumed up to and including this shard (for --resume)."""
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to read a cache and to know where its rows came from."""
+
+    model: str
+    model_type: str
+    sites: dict[str, int]
+    """Site name -> activation width d."""
+    dtype: str
+    """Storage dtype of activations: float32, bfloat16 or float16."""
+    context: dict[str, Any]
+    """The ContextConfig used for tokenization."""
+    dataset: str
+    text_field: str
+    tokens: int
+    """Rows asked for (all ranks together)."""
+    world_size: int
+    saescope_version: str
+    shards: tuple[ShardInfo, ...] = ()
+    complete: bool = False
+    """True once every rank reached its target or the corpus ran out."""
+    format_version: int = FORMAT_VERSION
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed capture must share with the one it continues."""
+        keep = ("model", "model_type", "sites", "dtype", "context", "dataset", "text_field")
+        return {k: getattr(self, k) for k in keep} | {"world_size": self.world_size}
+
+    def with_shard(self, shard: ShardInfo) -> Manifest:
+        return replace(self, shards=(*self.shards, shard))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise SaescopeError(
+                f"cache format version {version} is not the {FORMAT_VERSION} this saescope reads; "
+                "re-capture with this version"
+            )
+        shards = tuple(ShardInfo(**s) for s in data.get("shards", ()))
+        return cls(**{**data, "shards": shards})
+
+
+def read_manifest(path: Path) -> Manifest:
+    try:
+        data = json.loads(path.read_text())
+        return Manifest.from_dict(data)
+    except FileNotFoundError as err:
+        raise SaescopeError(
+            f"{path} not found: {path.parent} is not an activation cache "
+            "(write one with `saescope capture`)"
+        ) from err
+    except (json.JSONDecodeError, TypeError) as err:
+        raise SaescopeError(f"{path} is corrupt ({err}); re-capture or restore it") from err
+
+
+def save_manifest(path: Path, manifest: Manifest) -> None:
+    write_atomic(path, manifest.to_json().encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file, fsync and rename: a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

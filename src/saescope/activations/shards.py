@@ -1,0 +1,95 @@
+"""Shard files: safetensors holding, for the same rows, each site's activations and provenance.
+
+Keys: ``acts.<site>`` (N, d) in the cache dtype, ``tokens`` (N,) int32 token ids, ``context``
+(N,) int64 index of the context in the corpus stream, ``position`` (N,) int32 position in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import Tensor
+
+from saescope.activations.manifest import ShardInfo, write_atomic
+from saescope.errors import SaescopeError
+
+PROVENANCE = ("tokens", "context", "position")
+_NUMPY = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I32": np.int32, "I64": np.int64}
+
+
+def acts_key(site: str) -> str:
+    return f"acts.{site}"
+
+
+def write_shard(path: Path, tensors: dict[str, Tensor]) -> tuple[int, str]:
+    """Write atomically; returns (bytes, sha256) for the manifest."""
+    data = safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()})
+    write_atomic(path, data)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _check_size(path: Path, info: ShardInfo) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as err:
+        raise SaescopeError(
+            f"shard {path} is missing (the manifest lists it); restore it or re-capture"
+        ) from err
+    if size != info.bytes:
+        raise SaescopeError(
+            f"shard {path} is {size} bytes, the manifest says {info.bytes}: it is truncated or "
+            "was overwritten; re-capture it (delete it and run `saescope capture --resume`)"
+        )
+
+
+def read_shard(path: Path, info: ShardInfo, verify: bool = True) -> dict[str, Tensor]:
+    """Read a whole shard, checking its size and (``verify``) its sha256 against the manifest."""
+    _check_size(path, info)
+    data = path.read_bytes()
+    if verify and hashlib.sha256(data).hexdigest() != info.sha256:
+        raise SaescopeError(
+            f"shard {path} fails its checksum (sha256 differs from the manifest): it is corrupt; "
+            "delete it and run `saescope capture --resume` to write it again"
+        )
+    try:
+        return safetensors.torch.load(data)
+    except Exception as err:  # safetensors raises its own error types
+        raise SaescopeError(f"shard {path} cannot be parsed ({err}); it is corrupt") from err
+
+
+class ShardView:
+    """Memory-mapped, read-only random access to the tensors of one shard."""
+
+    def __init__(self, path: Path, info: ShardInfo) -> None:
+        _check_size(path, info)
+        try:
+            with path.open("rb") as handle:
+                (header_len,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(header_len))
+        except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SaescopeError(f"shard {path} has a corrupt header ({err})") from err
+        header.pop("__metadata__", None)
+        self.arrays: dict[str, tuple[np.memmap, str]] = {}
+        for key, meta in header.items():
+            start, end = meta["data_offsets"]
+            count = (end - start) // np.dtype(_NUMPY[meta["dtype"]]).itemsize
+            array = np.memmap(
+                path,
+                dtype=_NUMPY[meta["dtype"]],
+                mode="r",
+                offset=8 + header_len + start,
+                shape=(count,),
+            ).reshape(meta["shape"])
+            self.arrays[key] = (array, meta["dtype"])
+
+    def take(self, key: str, rows: np.ndarray) -> Tensor:
+        """Rows ``rows`` (sorted int array) of tensor ``key``; only those bytes are read."""
+        array, dtype = self.arrays[key]
+        out = torch.from_numpy(np.ascontiguousarray(array[rows]))
+        return out.view(torch.bfloat16) if dtype == "BF16" else out

@@ -1,0 +1,243 @@
+"""The ``saescope`` command line: parse arguments, call one library function, render the result."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from saescope import __version__
+from saescope.errors import SaescopeError
+
+log = logging.getLogger("saescope")
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="gemma-3-270m",
+        help="alias gemma-3-270m (default, embedded), a local directory, a .gguf file, or a hub id",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="model dtype: auto (bf16 where the device runs it fast), fp32, bf16, fp16",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset",
+        default="default",
+        help="'default' (Wikipedia summaries + Gutenberg books), a .txt/.jsonl/"
+        ".parquet file, a datasets directory (save_to_disk) or a folder of files",
+    )
+    p.add_argument("--text-field", default="text", help="field holding the text (.jsonl/.parquet)")
+    p.add_argument("--context-size", type=int, default=128, help="tokens per context, BOS included")
+    p.add_argument("--seed", type=int, default=0, help="document shuffle seed")
+    p.add_argument(
+        "--keep-special",
+        action="store_true",
+        help="keep BOS/EOS/pad positions (excluded by default: their norms are "
+        "15-25x a typical token's)",
+    )
+
+
+def _context(args: argparse.Namespace):  # -> ContextConfig
+    from saescope.data import ContextConfig
+
+    return ContextConfig(
+        context_size=args.context_size, seed=args.seed, exclude_special=not args.keep_special
+    )
+
+
+def cmd_capture(args: argparse.Namespace) -> None:
+    from saescope.activations import capture
+    from saescope.data import load_corpus
+    from saescope.models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    corpus = load_corpus(args.dataset, text_field=args.text_field)
+    cache = capture(
+        model,
+        args.site,
+        args.out,
+        tokens=args.tokens,
+        corpus=corpus,
+        context=_context(args),
+        dtype=args.store_dtype,
+        batch_size=args.batch_size,
+        shard_rows=args.shard_rows,
+        resume=args.resume,
+    )
+    _print_cache(cache)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from saescope.activations import open_activations
+
+    cache = open_activations(args.cache, allow_incomplete=True)
+    if args.verify:
+        cache.verify()
+        log.info("all %d shards match their checksums", len(cache.manifest.shards))
+    _print_cache(cache)
+
+
+def cmd_sites(args: argparse.Namespace) -> None:
+    from saescope.models import SITE_KINDS, load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    print(
+        f"{model.name}: {model.hf.config.model_type} (family {model.family.name}), "
+        f"{model.n_layers} layers"
+    )
+    for kind in SITE_KINDS:
+        site = model.site(f"layers.0.{kind}")
+        print(
+            f"  layers.{{0..{model.n_layers - 1}}}.{kind:<11} d={model.site_dim(site):<6} "
+            f"(TransformerLens: {site.tl_name.replace('blocks.0', 'blocks.<i>')})"
+        )
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from saescope.quickstart import run_quickstart
+
+    run_quickstart(Path(args.out), tokens=args.tokens, site=args.site)
+
+
+def _print_cache(cache) -> None:
+    m = cache.manifest
+    state = "complete" if m.complete else "UNFINISHED (resume with --resume)"
+    size = sum(s.bytes for s in m.shards)
+    print(f"cache {cache.root}: {state}")
+    print(
+        f"  model {m.model} ({m.model_type}), dataset {m.dataset}, "
+        f"context {m.context['context_size']}"
+    )
+    print(f"  sites {', '.join(f'{k} (d={v})' for k, v in m.sites.items())}, dtype {m.dtype}")
+    print(
+        f"  {m.rows:,} rows of {m.tokens:,} asked, {len(m.shards)} shards, "
+        f"{size / 2**20:,.1f} MiB ({size / max(m.rows, 1):,.0f} bytes/token)"
+    )
+    for note in m.notes:
+        print(f"  note: {note}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saescope",
+        description="Sparse autoencoders on any Hugging Face causal LM: capture activations at "
+        "a hook site, train SAEs, evaluate, interpret, steer.",
+        epilog="Start with `saescope quickstart`. Sites are spelled layers.<i>.<kind> with kind "
+        "in resid_pre, attn_out, mlp_act, mlp_out, resid_post (TransformerLens "
+        "blocks.<i>.hook_resid_post is accepted).",
+    )
+    parser.add_argument("--version", action="version", version=f"saescope {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=description,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add(
+        "quickstart",
+        cmd_quickstart,
+        "run every stage on the embedded default model",
+        "Run the whole pipeline on Gemma 3 270M and the offline corpus (no network): "
+        "capture activations at one site into a cache. The first run converts the model "
+        "from GGUF once (about a minute). Prints where every output is.",
+    )
+    p.add_argument("--out", default="saescope-out", help="directory for every output")
+    p.add_argument("--tokens", type=int, default=500_000, help="tokens to capture")
+    p.add_argument("--site", default="layers.6.resid_post", help="hook site")
+
+    p = add(
+        "capture",
+        cmd_capture,
+        "capture activations at hook sites into a cache",
+        "Run the model over a corpus and write the activations at one or more sites into "
+        "sharded safetensors files with a manifest. The forward pass stops after the "
+        "deepest site. Killed? Run the same command with --resume. Under torchrun each "
+        "rank captures its share into the same directory.",
+    )
+    _add_model_args(p)
+    p.add_argument(
+        "--site",
+        action="append",
+        required=True,
+        help="hook site, e.g. layers.6.resid_post; repeat for several in one pass",
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        required=True,
+        help="activation rows to capture (special tokens excluded)",
+    )
+    p.add_argument("--out", required=True, help="cache directory")
+    _add_data_args(p)
+    p.add_argument(
+        "--store-dtype", default=None, help="dtype on disk: fp32, bf16, fp16 (default: the model's)"
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="contexts per forward pass")
+    p.add_argument("--shard-rows", type=int, default=65_536, help="rows per shard file")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted capture")
+
+    p = add(
+        "inspect",
+        cmd_inspect,
+        "describe an activation cache",
+        "Print what a cache holds (model, sites, rows, size); --verify checks every "
+        "shard's checksum.",
+    )
+    p.add_argument("cache", help="cache directory")
+    p.add_argument("--verify", action="store_true", help="read every shard and check its sha256")
+
+    p = add(
+        "sites",
+        cmd_sites,
+        "list a model's hook sites and their widths",
+        "Load a model and list the hook sites saescope can read and edit in it.",
+    )
+    _add_model_args(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, show_time=False)],
+    )
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        args.handler(args)
+    except SaescopeError as err:
+        log.error("%s", err)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; a capture can continue with --resume")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Per-architecture-family module paths: the registry that turns a Site into a torch module.
+
+Adding a family is one ``register_family`` call naming where its decoder layers live and which
+submodule of a layer produces each site. Paths are dotted attribute paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from saescope.errors import SaescopeError
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where the hookable modules of one architecture family live."""
+
+    name: str
+    """Registry key, e.g. ``"llama"``."""
+    model_types: tuple[str, ...]
+    """``config.model_type`` values served by this family."""
+    layers: tuple[str, ...]
+    """Candidate paths (from the CausalLM) to the ModuleList of decoder layers; first found wins."""
+    attn_out: str
+    """Submodule of a layer whose output is the attention block's addition to the residual."""
+    mlp_out: str
+    """Submodule of a layer whose output is the MLP block's addition to the residual."""
+    mlp_act: str
+    """Submodule of a layer whose *input* is the MLP neurons (the down projection)."""
+    final_norm: tuple[str, ...]
+    """Candidate paths to the final norm applied before the unembedding."""
+    unembed: str = "lm_head"
+    """Path to the unembedding (``[vocab, d_model]`` weight)."""
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add ``family`` to the registry; a model type served twice is an error."""
+    for other in FAMILIES.values():
+        if shared := set(other.model_types) & set(family.model_types):
+            raise SaescopeError(f"model types {sorted(shared)} already served by {other.name!r}")
+    FAMILIES[family.name] = family
+    return family
+
+
+def supported_model_types() -> list[str]:
+    return sorted(t for f in FAMILIES.values() for t in f.model_types)
+
+
+def family_for(model_type: str) -> Family:
+    """The family serving ``config.model_type``, or an error listing what is supported."""
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    raise SaescopeError(
+        f"no hook-site family for model type {model_type!r}; supported: "
+        f"{', '.join(supported_model_types())}. Add one with saescope.models.register_family."
+    )
+
+
+def get_module(root: nn.Module, path: str) -> nn.Module:
+    """``root.<path>`` for a dotted path (numeric parts index ModuleLists)."""
+    module = root
+    for part in path.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)  # type: ignore[index]
+    return module
+
+
+def find_module(root: nn.Module, candidates: tuple[str, ...], what: str) -> nn.Module:
+    for path in candidates:
+        try:
+            return get_module(root, path)
+        except (AttributeError, IndexError):
+            continue
+    raise SaescopeError(
+        f"{type(root).__name__} has no {what} at any of {', '.join(candidates)}; "
+        "is this model of the family its config says?"
+    )
+
+
+_GEMMA_POST_NORM = dict(
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
+    mlp_act="mlp.down_proj",
+)
+_LLAMA_LIKE = dict(attn_out="self_attn", mlp_out="mlp", mlp_act="mlp.down_proj")
+
+register_family(
+    Family(
+        name="gemma3",
+        model_types=("gemma3_text", "gemma3"),
+        layers=("model.layers", "model.language_model.layers"),
+        final_norm=("model.norm", "model.language_model.norm"),
+        **_GEMMA_POST_NORM,
+    )
+)
+register_family(
+    Family(
+        name="gemma2",
+        model_types=("gemma2",),
+        layers=("model.layers",),
+        final_norm=("model.norm",),
+        **_GEMMA_POST_NORM,
+    )
+)
+register_family(
+    Family(
+        name="llama",
+        model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"),
+        layers=("model.layers",),
+        final_norm=("model.norm",),
+        **_LLAMA_LIKE,
+    )
+)
+register_family(
+    Family(
+        name="gpt2",
+        model_types=("gpt2",),
+        layers=("transformer.h",),
+        attn_out="attn",
+        mlp_out="mlp",
+        mlp_act="mlp.c_proj",
+        final_norm=("transformer.ln_f",),
+    )
+)
+register_family(
+    Family(
+        name="gpt_neox",
+        model_types=("gpt_neox",),
+        layers=("gpt_neox.layers",),
+        # The dropouts are identities in eval mode and sit exactly where each block's output is
+        # added to the residual stream (parallel or sequential residual alike).
+        attn_out="post_attention_dropout",
+        mlp_out="post_mlp_dropout",
+        mlp_act="mlp.dense_4h_to_h",
+        final_norm=("gpt_neox.final_layer_norm",),
+    )
+)

@@ -1,0 +1,137 @@
+"""Reading and editing activations at hook sites, through torch hooks that never outlive a block.
+
+Every hook is registered inside a context manager and removed in ``finally``: an exception in the
+forward pass (or in user code inside the ``with``) leaves the model exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.hooks import RemovableHandle
+
+from saescope.models.model import LanguageModel
+from saescope.models.sites import Site
+
+SiteFn = Callable[[Tensor], Tensor | None]
+"""Called with the value at a site, shape (B, T, d); a returned tensor replaces that value."""
+
+
+class _StopForward(Exception):
+    """Raised by the stop hook once every requested site has been computed."""
+
+
+def _pre_hook(fn: SiteFn) -> Callable[..., Any]:
+    def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+        if args:
+            new = fn(args[0])
+            return None if new is None else ((new, *args[1:]), kwargs)
+        new = fn(kwargs["hidden_states"])
+        return None if new is None else (args, {**kwargs, "hidden_states": new})
+
+    return hook
+
+
+def _post_hook(fn: SiteFn) -> Callable[..., Any]:
+    def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
+        # transformers >= 5 returns a Tensor from decoder layers; older versions and some
+        # submodules (attention) return a tuple whose first element is the hidden state.
+        if isinstance(output, Tensor):
+            return fn(output)
+        new = fn(output[0])
+        return None if new is None else (new, *output[1:])
+
+    return hook
+
+
+def _pairs(fns: Mapping[str | Site, SiteFn] | Iterable[tuple[str | Site, SiteFn]]) -> list:
+    return list(fns.items()) if isinstance(fns, Mapping) else list(fns)
+
+
+@contextmanager
+def edit_sites(
+    model: LanguageModel,
+    fns: Mapping[str | Site, SiteFn] | Iterable[tuple[str | Site, SiteFn]],
+) -> Iterator[None]:
+    """Run ``fn(value)`` at each site on every forward pass inside the block.
+
+    Several functions may share a site; they run in the order given, each seeing the previous
+    one's result. This is the primitive under capture, splicing and steering.
+    """
+    handles: list[RemovableHandle] = []
+    try:
+        for name, fn in _pairs(fns):
+            module, where = model.module_for(model.site(name))
+            if where == "input":
+                handles.append(module.register_forward_pre_hook(_pre_hook(fn), with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(_post_hook(fn)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_sites(
+    model: LanguageModel, sites: Iterable[str | Site], stop: bool = False
+) -> Iterator[dict[str, Tensor]]:
+    """Record the value at each site into the yielded dict (keyed by ``Site.name``).
+
+    With ``stop=True`` the forward pass is cut short after the deepest site, so later layers and
+    the unembedding are never computed; the forward call then returns ``None`` (the interrupt is
+    swallowed by this context manager, so the call must be made inside the block).
+    """
+    parsed = sorted({model.site(s) for s in sites})
+    if not parsed:
+        raise ValueError("capture_sites needs at least one site")
+    store: dict[str, Tensor] = {}
+
+    def recorder(site: Site) -> SiteFn:
+        def record(value: Tensor) -> None:
+            store[site.name] = value.detach()
+
+        return record
+
+    handles: list[RemovableHandle] = []
+    try:
+        with edit_sites(model, [(site, recorder(site)) for site in parsed]):
+            if stop:
+                handles.append(_register_stop(model, parsed[-1]))
+            yield store
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _register_stop(model: LanguageModel, deepest: Site) -> RemovableHandle:
+    def stop(*_: Any) -> None:
+        raise _StopForward
+
+    layer = model.layers[deepest.layer]
+    if deepest.kind == "resid_pre":
+        return layer.register_forward_pre_hook(stop)
+    return layer.register_forward_hook(stop)  # after every sub-site of the layer has fired
+
+
+@torch.inference_mode()
+def run_with_cache(
+    model: LanguageModel,
+    input_ids: Tensor,
+    sites: Iterable[str | Site],
+    attention_mask: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """Activations at ``sites`` for a batch of token ids (B, T), stopping after the deepest site."""
+    with capture_sites(model, sites, stop=True) as store:
+        model.hf(
+            input_ids=input_ids.to(model.device),
+            attention_mask=None if attention_mask is None else attention_mask.to(model.device),
+            use_cache=False,
+        )
+    return store

@@ -1,0 +1,51 @@
+"""Tiny randomly initialised models of every supported family (no network, ~0.1 s each)."""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+from saescope.models import LanguageModel
+
+VOCAB = 300
+_COMMON = dict(vocab_size=VOCAB, bos_token_id=2, eos_token_id=1, pad_token_id=0)
+_LLAMA_LIKE = dict(
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    **_COMMON,
+)
+
+TINY_CONFIGS = {
+    "gemma3": lambda: tf.Gemma3TextConfig(head_dim=16, sliding_window=8, **_LLAMA_LIKE),
+    "gemma2": lambda: tf.Gemma2Config(head_dim=16, sliding_window=8, **_LLAMA_LIKE),
+    "gemma": lambda: tf.GemmaConfig(head_dim=16, **_LLAMA_LIKE),
+    "llama": lambda: tf.LlamaConfig(**_LLAMA_LIKE),
+    "mistral": lambda: tf.MistralConfig(**_LLAMA_LIKE),
+    "qwen2": lambda: tf.Qwen2Config(**_LLAMA_LIKE),
+    "qwen3": lambda: tf.Qwen3Config(head_dim=16, **_LLAMA_LIKE),
+    "gpt2": lambda: tf.GPT2Config(
+        n_embd=64, n_layer=3, n_head=4, n_positions=256, n_inner=96, **_COMMON
+    ),
+    "gpt_neox": lambda: tf.GPTNeoXConfig(
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        **_COMMON,
+    ),
+}
+
+
+def tiny_hf_model(family: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = tf.AutoModelForCausalLM.from_config(TINY_CONFIGS[family]())
+    return model.eval()
+
+
+def tiny_model(family: str = "llama", tokenizer: object = None, seed: int = 0) -> LanguageModel:
+    return LanguageModel.wrap(tiny_hf_model(family, seed), tokenizer, name=f"tiny-{family}")
