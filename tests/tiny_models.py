@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 import transformers as tf
 
+from saescope.data import Corpus
 from saescope.models import LanguageModel
+
+TEXT = """The reliability of Wikipedia is very important to many readers.
+Bridges span rivers; the Golden Gate Bridge spans a strait in San Francisco.
+Sherlock Holmes said little, and Watson wrote it all down in his notebook.
+Neurons in a language model can fire on acronyms, on doubt, and on many other things."""
 
 VOCAB = 300
 _COMMON = dict(vocab_size=VOCAB, bos_token_id=2, eos_token_id=1, pad_token_id=0)
@@ -49,3 +55,36 @@ def tiny_hf_model(family: str, seed: int = 0) -> torch.nn.Module:
 
 def tiny_model(family: str = "llama", tokenizer: object = None, seed: int = 0) -> LanguageModel:
     return LanguageModel.wrap(tiny_hf_model(family, seed), tokenizer, name=f"tiny-{family}")
+
+
+def tiny_tokenizer():
+    """A real byte-level BPE tokenizer trained on a few sentences: pad 0, eos 1, bos 2."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    raw.train_from_iterator(TEXT.splitlines() * 10, trainer)
+    return tf.PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+    )
+
+
+def tiny_corpus() -> Corpus:
+    lines = TEXT.splitlines()
+    docs = [" ".join(lines[i % 4 :] + lines[: i % 4]) * (1 + i % 3) for i in range(40)]
+    return Corpus("test", docs)
+
+
+def save_tiny_model(path, family: str = "llama") -> None:
+    """A tiny model and tokenizer as a local directory, as save_pretrained writes them."""
+    tiny_hf_model(family).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)

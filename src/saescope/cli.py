@@ -57,10 +57,12 @@ def _context(args: argparse.Namespace):  # -> ContextConfig
 
 
 def cmd_capture(args: argparse.Namespace) -> None:
+    from saescope._dist import init_distributed
     from saescope.activations import capture
     from saescope.data import load_corpus
     from saescope.models import load_model
 
+    rank = init_distributed()  # under torchrun: join the group, capture this rank's share
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     corpus = load_corpus(args.dataset, text_field=args.text_field)
     cache = capture(
@@ -75,7 +77,8 @@ def cmd_capture(args: argparse.Namespace) -> None:
         shard_rows=args.shard_rows,
         resume=args.resume,
     )
-    _print_cache(cache)
+    if rank.rank == 0:
+        _print_cache(cache)
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:

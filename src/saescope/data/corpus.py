@@ -169,6 +169,7 @@ def gutenberg_books() -> list[str]:
     books = re.findall(r"\*\*\* ?START OF.*?\*\*\*(.*?)\*\*\* ?END OF", text, flags=re.S)
     passages: list[str] = []
     for book in books:
+        book = re.sub(r"(?im)^\s*end of (the )?project gutenberg.*$", "", book)
         current = ""
         for paragraph in split_paragraphs(book):
             paragraph = " ".join(paragraph.split())  # unwrap Gutenberg's hard line breaks

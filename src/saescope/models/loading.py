@@ -37,7 +37,9 @@ _DTYPES = {
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():  # under torchrun, one GPU per local rank
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     return torch.device(device)
 
 
@@ -100,7 +102,7 @@ def load_model(
     start = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        hf = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        hf: Any = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except OSError as err:
         raise SaescopeError(
             f"could not load model {name_or_path!r}: not the alias {DEFAULT_MODEL!r}, not a local "
@@ -138,7 +140,9 @@ def default_model_dir() -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         gguf = package.assemble(Path(tmp) / package.MODEL_NAME)
         tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
-        hf = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
+        hf: Any = AutoModelForCausalLM.from_pretrained(
+            tmp, gguf_file=gguf.name, dtype=torch.float32
+        )
         # De-quantized weights are plain tensors now; drop the GGUF quantizer so that
         # save_pretrained writes an ordinary safetensors checkpoint.
         del hf.config.quantization_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,14 +17,15 @@ from saescope.models.sites import SITE_KINDS, Site
 class LanguageModel:
     """A loaded causal LM. ``hf`` is the transformers model, untouched: no wrapper layers."""
 
-    hf: nn.Module
-    tokenizer: object
+    hf: Any
+    """The transformers ``PreTrainedModel`` (typed loosely: transformers' stubs are partial)."""
+    tokenizer: Any
     name: str
     """What the user asked for (alias, hub id or path); recorded in every artifact."""
     family: Family
 
     @classmethod
-    def wrap(cls, hf: nn.Module, tokenizer: object, name: str) -> LanguageModel:
+    def wrap(cls, hf: Any, tokenizer: Any, name: str) -> LanguageModel:
         """Wrap an already-loaded transformers model; its family comes from its config."""
         family = family_for(hf.config.model_type)
         hf.eval().requires_grad_(False)
@@ -76,4 +78,5 @@ class LanguageModel:
         module, _ = self.module_for(site)
         if isinstance(module, nn.Linear):
             return module.in_features
-        return int(module.weight.shape[0])  # GPT-2's Conv1D stores weight as [in, out]
+        weight: Any = module.weight  # GPT-2's Conv1D stores it as [in, out]
+        return int(weight.shape[0])

@@ -12,12 +12,13 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from saescope._dist import Rank
 from saescope._progress import progress_bar
 from saescope.activations.cache import ActivationCache, open_activations
 from saescope.activations.manifest import (
@@ -36,27 +37,9 @@ from saescope.models.loading import resolve_dtype
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Rank:
-    """This process's place under torch.distributed (rank 0 of 1 when run alone)."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @classmethod
-    def current(cls) -> Rank:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
-
-    def share(self, total: int) -> int:
-        """This rank's part of ``total`` (the first ``total % world`` ranks take one more)."""
-        return total // self.world_size + (self.rank < total % self.world_size)
-
-    def journal(self, root: Path) -> Path:
-        return root / (MANIFEST if self.world_size == 1 else f"manifest.rank-{self.rank}.json")
+def _journal(root: Path, rank: Rank) -> Path:
+    """Where a rank records its finished shards: the manifest itself when running alone."""
+    return root / (MANIFEST if rank.world_size == 1 else f"manifest.rank-{rank.rank}.json")
 
 
 def capture(
@@ -119,7 +102,7 @@ def capture(
 
 
 def _start_journal(root: Path, rank: Rank, fresh: Manifest, resume: bool) -> Manifest:
-    path = rank.journal(root)
+    path = _journal(root, rank)
     if path.exists():
         if not resume:
             raise SaescopeError(
@@ -206,7 +189,7 @@ def _capture_rank(
             f"corpus {corpus.name!r} yielded no tokens: it is shorter than one context of "
             f"{context.context_size} tokens, or every token is special"
         )
-    save_manifest(rank.journal(root), replace(journal, complete=True))
+    save_manifest(_journal(root, rank), replace(journal, complete=True))
 
 
 @torch.inference_mode()
@@ -251,7 +234,7 @@ def _write(
         sha256=digest,
     )
     journal = journal.with_shard(info)
-    save_manifest(rank.journal(root), journal)
+    save_manifest(_journal(root, rank), journal)
     return journal
 
 
@@ -259,12 +242,10 @@ def _finish(root: Path, rank: Rank) -> None:
     """Under torchrun, rank 0 merges every rank's journal into the manifest once all are done."""
     if rank.world_size == 1:
         return
-    import torch.distributed as dist
-
-    dist.barrier()
+    rank.barrier()
     if rank.rank == 0:
         parts = [
-            read_manifest(Rank(r, rank.world_size).journal(root)) for r in range(rank.world_size)
+            read_manifest(_journal(root, Rank(r, rank.world_size))) for r in range(rank.world_size)
         ]
         merged = replace(
             parts[0],
@@ -273,7 +254,7 @@ def _finish(root: Path, rank: Rank) -> None:
             notes=sorted({n for p in parts for n in p.notes}),
         )
         save_manifest(root / MANIFEST, merged)
-    dist.barrier()
+    rank.barrier()
 
 
 def _version() -> str:

@@ -1,0 +1,43 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from saescope.activations import open_activations
+from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.models import run_with_cache
+
+
+def test_torchrun_ranks_capture_their_shares_into_one_cache(model, corpus, tmp_path) -> None:
+    script = Path(__file__).with_name("distributed_capture.py")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            str(script),
+            str(tmp_path / "c"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    cache = open_activations(tmp_path / "c")
+    assert len(cache) == 301 and cache.manifest.world_size == 2
+    assert {s.rank for s in cache.manifest.shards} == {0, 1}
+    prov = cache.provenance(torch.arange(len(cache)))
+    rank_of_row = torch.cat([torch.full((s.rows,), s.rank) for s in cache.manifest.shards])
+    assert torch.equal(prov["context"] % 2, rank_of_row)  # rank r took contexts r, r+2, ...
+    contexts = torch.stack(list(pack_contexts(corpus, model.tokenizer, ContextConfig(16))))
+    expected = run_with_cache(model, contexts, ["layers.1.resid_post"])["layers.1.resid_post"]
+    got = cache.rows(torch.arange(len(cache)))
+    want = expected[prov["context"], prov["position"].long()]
+    torch.testing.assert_close(got, want)
+    assert keep_mask(contexts, special_ids(model.tokenizer))[
+        prov["context"], prov["position"].long()
+    ].all()
