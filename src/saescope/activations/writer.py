@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -82,8 +82,7 @@ def capture(
         saescope_version=_version(),
     )
     journal = _start_journal(root, rank, fresh, resume)
-    target = rank.share(tokens)
-    _capture_rank(
+    job = _Job(
         model,
         parsed,
         root,
@@ -93,10 +92,10 @@ def capture(
         batch_size,
         shard_rows,
         rank,
-        journal,
-        target,
-        progress,
+        target=rank.share(tokens),
+        progress=progress,
     )
+    _capture_rank(job, journal)
     _finish(root, rank)
     return open_activations(root)
 
@@ -138,27 +137,39 @@ def _contexts(
     return itertools.islice(mine, skip, None)
 
 
-def _capture_rank(
-    model: LanguageModel,
-    sites: list[Site],
-    root: Path,
-    corpus: Corpus,
-    context: ContextConfig,
-    store_dtype: torch.dtype,
-    batch_size: int,
-    shard_rows: int,
-    rank: Rank,
-    journal: Manifest,
-    target: int,
-    progress: bool,
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """One rank's capture, fully resolved."""
+
+    model: LanguageModel
+    sites: list[Site]
+    root: Path
+    corpus: Corpus
+    context: ContextConfig
+    store_dtype: torch.dtype
+    batch_size: int
+    shard_rows: int
+    rank: Rank
+    target: int
+    """Rows this rank writes."""
+    progress: bool
+
+
+def _capture_rank(job: _Job, journal: Manifest) -> None:
+    model, sites, root, rank, target = job.model, job.sites, job.root, job.rank, job.target
+    corpus, context, batch_size, store_dtype = (
+        job.corpus,
+        job.context,
+        job.batch_size,
+        job.store_dtype,
+    )
     exclude = special_ids(model.tokenizer) if context.exclude_special else []
     done_rows = journal.rows
     done_contexts = journal.shards[-1].contexts_done if journal.shards else 0
     contexts = _contexts(corpus, model, context, rank, done_contexts)
     pending: list[dict[str, Tensor]] = []
     pending_rows = 0
-    with progress_bar("tok", disable=not progress or rank.rank != 0) as bar:
+    with progress_bar("tok", disable=not job.progress or rank.rank != 0) as bar:
         task = bar.add_task(
             f"capture {', '.join(s.name for s in sites)}", total=target, completed=done_rows
         )
@@ -178,7 +189,7 @@ def _capture_rank(
             pending_rows += len(rows["tokens"])
             done_contexts += len(batch)
             bar.update(task, completed=min(done_rows + pending_rows, target))
-            if pending_rows >= shard_rows or done_rows + pending_rows >= target:
+            if pending_rows >= job.shard_rows or done_rows + pending_rows >= target:
                 shard = _join(pending, limit=target - done_rows)
                 journal = _write(root, rank, journal, shard, done_contexts)
                 done_rows, pending, pending_rows = journal.rows, [], 0
