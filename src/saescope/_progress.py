@@ -30,7 +30,7 @@ class RateColumn(ProgressColumn):
 def progress_bar(unit: str = "tok", disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         RateColumn(unit),
         TimeElapsedColumn(),

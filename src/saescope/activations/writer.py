@@ -171,7 +171,7 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
     pending_rows = 0
     with progress_bar("tok", disable=not job.progress or rank.rank != 0) as bar:
         task = bar.add_task(
-            f"capture {', '.join(s.name for s in sites)}", total=target, completed=done_rows
+            "capture", total=target, completed=done_rows
         )
         while done_rows + pending_rows < target:
             batch = list(itertools.islice(contexts, batch_size))
