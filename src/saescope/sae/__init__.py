@@ -1,0 +1,25 @@
+"""SAE configs and modules, a registry keyed by architecture, and save / load."""
+
+from saescope.sae.base import SAE, Latents, SAEOutput
+from saescope.sae.config import SAEConfig, SAEMetadata
+from saescope.sae.io import load_sae, save_sae
+from saescope.sae.registry import ARCHITECTURES, register_architecture
+
+
+def build_sae(cfg: SAEConfig) -> SAE:
+    """A freshly initialised SAE of ``cfg.architecture``."""
+    return ARCHITECTURES[cfg.architecture](cfg)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "SAE",
+    "Latents",
+    "SAEConfig",
+    "SAEMetadata",
+    "SAEOutput",
+    "build_sae",
+    "load_sae",
+    "register_architecture",
+    "save_sae",
+]

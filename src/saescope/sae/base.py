@@ -1,0 +1,121 @@
+"""The SAE module shared by every architecture: weights, sparse latents, encode / decode.
+
+    x_c     = x - b_dec                      (only with apply_b_dec_to_input)
+    pre     = x_c @ W_enc + b_enc            (B, d_sae)
+    latents = act(pre)                       sparse: the architecture's activation
+    x_hat   = latents @ W_dec + b_dec        (B, d_in)
+
+Weights use SAELens names and orientation: W_enc (d_in, d_sae), W_dec (d_sae, d_in).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from saescope.errors import SaescopeError
+from saescope.sae.config import SAEConfig
+from saescope.sae.kernels import sparse_decode
+
+
+class Latents(NamedTuple):
+    """Active latents of a batch as COO triples, sorted by row."""
+
+    values: Tensor
+    """(N,) activation of each active latent."""
+    indices: Tensor
+    """(N,) latent index of each."""
+    rows: Tensor
+    """(N,) batch row of each."""
+    shape: tuple[int, int]
+    """(B, d_sae) of the dense equivalent."""
+
+    def to_dense(self) -> Tensor:
+        dense = torch.zeros(self.shape, dtype=self.values.dtype, device=self.values.device)
+        return dense.index_put_((self.rows, self.indices), self.values)
+
+    def l0(self) -> Tensor:
+        """(B,) number of non-zero latents per row."""
+        counts = torch.zeros(self.shape[0], device=self.values.device)
+        return counts.index_add_(0, self.rows, (self.values != 0).float())
+
+
+class SAEOutput(NamedTuple):
+    x_hat: Tensor
+    """(B, d_in) reconstruction."""
+    latents: Latents
+    """The sparse code that produced it."""
+
+
+class SAE(nn.Module):
+    """Base class; subclasses set ``architecture`` and implement ``select``."""
+
+    architecture: ClassVar[str]
+    needs_k: ClassVar[bool] = False
+    saelens_name: ClassVar[str]
+    """The architecture name SAELens v6 uses in cfg.json."""
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dtype = getattr(torch, cfg.dtype)
+        d, n = cfg.d_in, cfg.d_sae
+        W_dec = torch.randn(n, d, dtype=dtype)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)  # (d_sae, d_in), rows at unit norm
+        self.W_enc = nn.Parameter(W_dec.t().clone())  # (d_in, d_sae), tied at init
+        self.b_enc = nn.Parameter(torch.zeros(n, dtype=dtype))
+        self.b_dec = nn.Parameter(torch.zeros(d, dtype=dtype))
+
+    # -- the pieces ------------------------------------------------------------------------------
+
+    def center(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.cfg.d_in:
+            raise SaescopeError(
+                f"SAE expects d_in={self.cfg.d_in}, activations have {x.shape[-1]}; "
+                "was it trained on another site or model?"
+            )
+        x = x.to(self.W_enc.dtype)
+        return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+
+    def pre_acts(self, x_c: Tensor) -> Tensor:
+        return x_c @ self.W_enc + self.b_enc  # (B, d_sae)
+
+    def select(self, x_c: Tensor) -> Latents:
+        """The active latents for centred inputs ``x_c`` (B, d_in)."""
+        raise NotImplementedError
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def encode(self, x: Tensor) -> Latents:
+        """Sparse latents of ``x`` (..., d_in) flattened to rows."""
+        return self.select(self.center(x.reshape(-1, x.shape[-1])))
+
+    def encode_dense(self, x: Tensor) -> Tensor:
+        """Dense latents (..., d_sae)."""
+        return self.encode(x).to_dense().reshape(*x.shape[:-1], self.cfg.d_sae)
+
+    def decode(self, latents: Latents) -> Tensor:
+        """Reconstruction (B, d_in) from sparse latents."""
+        B = latents.shape[0]
+        return sparse_decode(latents.rows, latents.indices, latents.values, self.W_dec, B) + self.b_dec
+
+    def forward(self, x: Tensor) -> SAEOutput:
+        """``x`` (..., d_in) -> reconstruction of the same shape and the latents (rows flattened)."""
+        latents = self.encode(x)
+        return SAEOutput(self.decode(latents).reshape(x.shape), latents)
+
+    # -- weight surgery --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def set_decoder_norm_to_unit_norm_(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def fold_input_scale_(self, scale: float) -> None:
+        """Make an SAE trained on ``x * scale`` work on raw ``x`` with identical latents."""
+        self.W_enc *= scale
+        self.W_dec /= scale
+        self.b_dec /= scale

@@ -1,0 +1,60 @@
+"""SAE configuration: what a saved SAE needs to be rebuilt and to know what it was trained on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from saescope.errors import SaescopeError
+
+
+@dataclass(frozen=True)
+class SAEMetadata:
+    """Where the SAE's inputs came from (SAELens ``metadata`` keys, plus saescope's own)."""
+
+    model_name: str | None = None
+    hook_name: str | None = None
+    """TransformerLens spelling, e.g. ``blocks.6.hook_resid_post`` (what SAELens expects)."""
+    site: str | None = None
+    """saescope spelling, e.g. ``layers.6.resid_post``."""
+    context_size: int | None = None
+    prepend_bos: bool = True
+    exclude_special_tokens: bool = True
+    dataset_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else worth keeping (training tokens, final metrics, ...)."""
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Shape and architecture of an SAE. Saved as ``cfg.json`` with SAELens v6 keys."""
+
+    d_in: int
+    d_sae: int
+    architecture: str = "topk"
+    """A key of ``saescope.sae.ARCHITECTURES``."""
+    k: int | None = None
+    """Active latents per row (topk) or per row on average over a batch (batchtopk)."""
+    apply_b_dec_to_input: bool = True
+    """Subtract b_dec from the input before encoding (the pre-encoder bias)."""
+    dtype: str = "float32"
+    metadata: SAEMetadata = field(default_factory=SAEMetadata)
+
+    def __post_init__(self) -> None:
+        from saescope.sae.registry import ARCHITECTURES
+
+        if self.architecture not in ARCHITECTURES:
+            raise SaescopeError(
+                f"unknown SAE architecture {self.architecture!r}; expected one of "
+                f"{', '.join(sorted(ARCHITECTURES))}"
+            )
+        if self.d_in < 1 or self.d_sae < 1:
+            raise SaescopeError(f"d_in and d_sae must be >= 1, got {self.d_in}, {self.d_sae}")
+        needs_k = ARCHITECTURES[self.architecture].needs_k
+        if needs_k and not (self.k and 0 < self.k <= self.d_sae):
+            raise SaescopeError(
+                f"architecture {self.architecture} needs 0 < k <= d_sae={self.d_sae}, got {self.k}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
