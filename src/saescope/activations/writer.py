@@ -170,9 +170,7 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
     pending: list[dict[str, Tensor]] = []
     pending_rows = 0
     with progress_bar("tok", disable=not job.progress or rank.rank != 0) as bar:
-        task = bar.add_task(
-            "capture", total=target, completed=done_rows
-        )
+        task = bar.add_task("capture", total=target, completed=done_rows)
         while done_rows + pending_rows < target:
             batch = list(itertools.islice(contexts, batch_size))
             if not batch:

@@ -51,7 +51,8 @@ class BatchTopKSAE(TopKSAE):
     inference a learned global threshold on the pre-activations (Bussmann et al. 2024)."""
 
     architecture = "batchtopk"
-    saelens_name = "batchtopk"
+    saelens_name = "jumprelu"  # SAELens exports BatchTopK for inference as JumpReLU, so do we
+    threshold: Tensor
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)

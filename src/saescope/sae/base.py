@@ -100,7 +100,9 @@ class SAE(nn.Module):
     def decode(self, latents: Latents) -> Tensor:
         """Reconstruction (B, d_in) from sparse latents."""
         B = latents.shape[0]
-        return sparse_decode(latents.rows, latents.indices, latents.values, self.W_dec, B) + self.b_dec
+        return (
+            sparse_decode(latents.rows, latents.indices, latents.values, self.W_dec, B) + self.b_dec
+        )
 
     def forward(self, x: Tensor) -> SAEOutput:
         """``x`` (..., d_in) -> reconstruction of the same shape and the latents (rows flattened)."""
@@ -111,11 +113,11 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def set_decoder_norm_to_unit_norm_(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
     def fold_input_scale_(self, scale: float) -> None:
         """Make an SAE trained on ``x * scale`` work on raw ``x`` with identical latents."""
-        self.W_enc *= scale
-        self.W_dec /= scale
-        self.b_dec /= scale
+        self.W_enc.mul_(scale)
+        self.W_dec.div_(scale)
+        self.b_dec.div_(scale)

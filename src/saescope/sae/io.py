@@ -26,7 +26,7 @@ SPARSITY = "sparsity.safetensors"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    from saescope.activations.manifest import write_atomic  # noqa: PLC0415 - tiny shared helper
+    from saescope.activations.manifest import write_atomic
 
     write_atomic(path, data)
 
@@ -45,12 +45,19 @@ def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
         "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
         "normalize_activations": "none",  # any training-time scale is folded into the weights
         "reshape_activations": "none",
-        "metadata": {**meta, **extra},
+        # sae_lens_version marks the v6 layout (SAELens reads older layouts differently).
+        "metadata": {**meta, **extra, "sae_lens_version": "6.0.0", "saescope_version": _version()},
     }
     if cfg.k is not None:
         out["k"] = cfg.k
     out["saescope_architecture"] = cfg.architecture
     return out
+
+
+def _version() -> str:
+    from saescope import __version__
+
+    return __version__
 
 
 def save_sae(sae: SAE, path: str | Path, log10_density: Tensor | None = None) -> Path:
@@ -74,6 +81,8 @@ def config_from_dict(data: dict[str, Any]) -> SAEConfig:
             "fold the scale into the weights first"
         )
     meta = dict(data.get("metadata") or {})
+    for key in ("sae_lens_version", "sae_lens_training_version", "saescope_version"):
+        meta.pop(key, None)
     known = {f.name for f in fields(SAEMetadata)} - {"extra"}
     metadata = SAEMetadata(
         **{k: v for k, v in meta.items() if k in known},

@@ -35,30 +35,50 @@ class _SparseEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, pre: Tensor, x_c: Tensor, W_enc: Tensor, b_enc: Tensor,
-                rows: Tensor, latents: Tensor) -> Tensor:
+    def forward(
+        ctx: Any,
+        pre: Tensor,
+        x_c: Tensor,
+        W_enc: Tensor,
+        b_enc: Tensor,
+        rows: Tensor,
+        latents: Tensor,
+    ) -> Tensor:
         ctx.save_for_backward(x_c, W_enc, rows, latents)
         return pre[rows, latents]
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x_c, W_enc, rows, latents = ctx.saved_tensors
         n = W_enc.shape[1]
         grad_x = grad_W = grad_b = None
         if ctx.needs_input_grad[1]:  # (B, d): sum_j grad_j W_enc[:, latents_j]
-            grad_x = F.embedding_bag(latents, W_enc.t().contiguous(), bag_offsets(rows, len(x_c)),
-                                     mode="sum", per_sample_weights=grad)
+            grad_x = F.embedding_bag(
+                latents,
+                W_enc.t().contiguous(),
+                bag_offsets(rows, len(x_c)),
+                mode="sum",
+                per_sample_weights=grad,
+            )
         if ctx.needs_input_grad[2]:  # (d, n): group by latent, sum grad_j * x_c[rows_j]
             order = torch.argsort(latents, stable=True)
-            grad_W = F.embedding_bag(rows[order], x_c, bag_offsets(latents[order], n),
-                                     mode="sum", per_sample_weights=grad[order]).t()
+            grad_W = F.embedding_bag(
+                rows[order],
+                x_c,
+                bag_offsets(latents[order], n),
+                mode="sum",
+                per_sample_weights=grad[order],
+            ).t()
         if ctx.needs_input_grad[3]:
-            grad_b = torch.zeros(n, dtype=grad.dtype, device=grad.device).index_add_(0, latents, grad)
+            grad_b = torch.zeros(n, dtype=grad.dtype, device=grad.device).index_add_(
+                0, latents, grad
+            )
         return None, grad_x, grad_W, grad_b, None, None
 
 
-def sparse_encode(pre: Tensor, x_c: Tensor, W_enc: Tensor, b_enc: Tensor, rows: Tensor,
-                  latents: Tensor) -> Tensor:
+def sparse_encode(
+    pre: Tensor, x_c: Tensor, W_enc: Tensor, b_enc: Tensor, rows: Tensor, latents: Tensor
+) -> Tensor:
     """Pre-activations at (rows, latents), with gradients reaching only those entries.
 
     ``pre`` must equal ``x_c @ W_enc + b_enc`` and be computed without autograd.

@@ -17,8 +17,10 @@ def register_architecture(cls: type[SAE]) -> type[SAE]:
 
 def architecture_for_saelens(name: str) -> str:
     """Our architecture key for a SAELens ``architecture`` value."""
+    if name in ARCHITECTURES:
+        return name
     for key, cls in ARCHITECTURES.items():
-        if name in (key, cls.saelens_name):
+        if name == cls.saelens_name:
             return key
     from saescope.errors import SaescopeError
 

@@ -1,0 +1,145 @@
+"""``SAETrainer``: one SAE, its optimizer, LR schedule and dead-latent tracker.
+
+It sees only (B, d) tensors and knows nothing about language models; ``fit`` drives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from saescope.sae import SAE, build_sae
+from saescope.train import checkpoint as ckpt
+from saescope.train.config import TrainConfig
+from saescope.train.dead import FiringTracker, resample_dead_
+from saescope.train.objectives import DEFAULT_DEAD_METHOD, OBJECTIVES, Context
+
+log = logging.getLogger(__name__)
+
+
+def geometric_median(x: Tensor, iters: int = 50, eps: float = 1e-6) -> Tensor:
+    """Weiszfeld's algorithm: the point minimising the summed distance to the rows of ``x``."""
+    median = x.mean(0)
+    for _ in range(iters):
+        weights = 1 / (x - median).norm(dim=-1).clamp_min(eps)  # (N,)
+        new = (weights[:, None] * x).sum(0) / weights.sum()
+        if (new - median).norm() < eps * median.norm().clamp_min(1):
+            return new
+        median = new
+    return median
+
+
+class SAETrainer:
+    """One SAE with its optimizer, LR schedule and dead-latent tracker."""
+
+    def __init__(self, sae: SAE, cfg: TrainConfig, name: str = "sae") -> None:
+        self.sae, self.cfg, self.name = sae.train(), cfg, name
+        arch = sae.cfg.architecture
+        self.objective = OBJECTIVES[arch]
+        self.dead_method = cfg.dead.method or DEFAULT_DEAD_METHOD[arch]
+        self.unit_norm = cfg.unit_norm_decoder and arch != "relu"
+        self.lr = cfg.optim.lr or 2e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=self.lr, betas=cfg.optim.betas)
+        self.tracker = FiringTracker(sae.cfg.d_sae, cfg.dead.window_tokens, sae.W_dec.device)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.scale = 1.0
+        self.step_count = 0
+
+    @torch.no_grad()
+    def initialise(self, sample: Tensor) -> None:
+        """Input scale (E||x|| = sqrt(d)) and b_dec at the geometric median of ``sample``."""
+        sample = sample.to(self.sae.W_enc)
+        if self.cfg.normalize:
+            self.scale = math.sqrt(sample.shape[1]) / float(sample.norm(dim=-1).mean())
+        self.sae.b_dec.copy_(geometric_median(sample * self.scale))
+        if self.unit_norm:
+            self.sae.set_decoder_norm_to_unit_norm_()
+
+    def lr_factor(self, step: int) -> float:
+        opt, steps = self.cfg.optim, self.cfg.steps
+        warm = min(1.0, (step + 1) / opt.warmup_steps) if opt.warmup_steps else 1.0
+        decay_from = int(opt.decay_start * steps)
+        decay = 1.0 if step < decay_from else max(0.0, (steps - step) / max(1, steps - decay_from))
+        return warm * decay
+
+    def step(self, x: Tensor) -> dict[str, float]:
+        """One optimizer step on a raw batch (B, d); returns its metrics."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * self.lr_factor(self.step_count)
+        x = x.to(self.sae.W_enc) * self.scale
+        ctx = Context(
+            self.cfg, self.tracker.dead, self.step_count / self.cfg.steps, self.dead_method
+        )
+        out = self.objective(self.sae, x, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.unit_norm:
+            self._remove_parallel_grad()
+        if self.cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.sae.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self._after_step(x, out.x_hat)
+        self.tracker.update(out.counts > 0, len(x), out.counts)
+        self.step_count += 1
+        dead = float(self.tracker.dead.float().mean())
+        return {**out.metrics, "loss": float(out.loss), "dead": dead}
+
+    @torch.no_grad()
+    def _remove_parallel_grad(self) -> None:
+        W, grad = self.sae.W_dec, self.sae.W_dec.grad
+        if grad is not None:  # keep unit-norm rows on the sphere: drop the radial component
+            grad -= (grad * W).sum(-1, keepdim=True) * W
+
+    @torch.no_grad()
+    def _after_step(self, x: Tensor, x_hat: Tensor) -> None:
+        if self.unit_norm:
+            self.sae.set_decoder_norm_to_unit_norm_()
+        if hasattr(self.sae, "threshold") and isinstance(self.sae.threshold, torch.nn.Parameter):
+            self.sae.threshold.clamp_(min=0)
+        every = self.cfg.dead.resample_every
+        if self.dead_method == "resample" and self.step_count and self.step_count % every == 0:
+            n = resample_dead_(
+                self.sae, self.optimizer, self.tracker.dead, x, x_hat, self.generator
+            )
+            if n:
+                self.tracker.since[self.tracker.dead] = 0
+                log.info("%s: resampled %d dead latents at step %d", self.name, n, self.step_count)
+
+    def export(self) -> SAE:
+        """A copy of the SAE in eval mode with the input scale folded in: works on raw inputs."""
+        sae = build_sae(self.sae.cfg)
+        sae.load_state_dict(self.sae.state_dict())
+        sae.fold_input_scale_(self.scale)
+        return sae.eval()
+
+    def log10_density(self) -> Tensor:
+        return torch.log10(self.tracker.counts.float() / max(1, self.tracker.tokens) + 1e-10)
+
+    # -- checkpointing -----------------------------------------------------------------------------
+
+    def checkpoint_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors = {f"sae.{k}": v for k, v in self.sae.state_dict().items()}
+        tensors |= ckpt.optimizer_tensors(self.optimizer)
+        tensors |= {
+            f"tracker.{k}": v for k, v in self.tracker.state_dict().items() if isinstance(v, Tensor)
+        }
+        tensors["generator"] = self.generator.get_state()
+        state = {"step": self.step_count, "scale": self.scale, "tokens": self.tracker.tokens}
+        return tensors, state
+
+    def restore(self, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
+        self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
+        ckpt.load_optimizer_tensors(self.optimizer, tensors)
+        self.tracker.load_state_dict(
+            {
+                "since": tensors["tracker.since"],
+                "counts": tensors["tracker.counts"],
+                "tokens": state["tokens"],
+            }
+        )
+        self.generator.set_state(tensors["generator"])
+        self.step_count, self.scale = int(state["step"]), float(state["scale"])
