@@ -6,9 +6,14 @@ from saescope.sae.io import load_sae, save_sae
 from saescope.sae.registry import ARCHITECTURES, register_architecture
 
 
-def build_sae(cfg: SAEConfig) -> SAE:
-    """A freshly initialised SAE of ``cfg.architecture``."""
-    return ARCHITECTURES[cfg.architecture](cfg)
+def build_sae(cfg: SAEConfig, seed: int | None = None) -> SAE:
+    """A freshly initialised SAE of ``cfg.architecture`` (reproducible given ``seed``)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return ARCHITECTURES[cfg.architecture](cfg)
 
 
 __all__ = [

@@ -65,13 +65,13 @@ def topk_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     latents = sae.select_from(pre, x_c)
     x_hat = sae.decode(latents)  # (B, d)
     loss = fvu(x, x_hat)
-    metrics = {"fvu": float(loss), "l0": len(latents.values) / len(x)}
+    metrics = {"fvu": float(loss.detach()), "l0": len(latents.values) / len(x)}
     if isinstance(sae, BatchTopKSAE):
         _update_threshold_(sae, latents.values, ctx.cfg.sparsity.threshold_lr)
     if ctx.dead_method == "auxk" and ctx.dead.any():
         aux = _auxk(sae, x, x_hat, x_c, pre, ctx)
         loss = loss + ctx.cfg.dead.aux_coef * aux
-        metrics["auxk"] = float(aux)
+        metrics["auxk"] = float(aux.detach())
     counts = torch.bincount(latents.indices[latents.values > 0], minlength=sae.cfg.d_sae)
     return StepOutput(loss, x_hat.detach(), counts, metrics)
 
@@ -113,9 +113,9 @@ def relu_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     mse = _mse(x, x_hat)
     loss = mse + _l1_coef(ctx) * l1
     metrics = {
-        "fvu": float(fvu(x, x_hat)),
+        "fvu": float(fvu(x, x_hat.detach())),
         "l0": float((z > 0).float().sum(-1).mean()),
-        "l1": float(l1),
+        "l1": float(l1.detach()),
     }
     loss = loss + _ghost(sae, x, x_hat, pre, ctx, metrics)
     return StepOutput(loss, x_hat.detach(), (z > 0).sum(0), metrics)
@@ -134,10 +134,10 @@ def gated_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     aux = _mse(x, gate @ sae.W_dec.detach() + sae.b_dec.detach())
     loss = _mse(x, x_hat) + _l1_coef(ctx) * l1 + aux
     metrics = {
-        "fvu": float(fvu(x, x_hat)),
+        "fvu": float(fvu(x, x_hat.detach())),
         "l0": float((z > 0).float().sum(-1).mean()),
-        "l1": float(l1),
-        "gate_aux": float(aux),
+        "l1": float(l1.detach()),
+        "gate_aux": float(aux.detach()),
     }
     loss = loss + _ghost(sae, x, x_hat, pre_gate, ctx, metrics)
     return StepOutput(loss, x_hat.detach(), (z > 0).sum(0), metrics)
@@ -189,7 +189,7 @@ def jumprelu_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     x_hat = z @ sae.W_dec + sae.b_dec
     l0 = _Step.apply(pre, sae.threshold, bandwidth).sum(-1).mean()
     loss = _mse(x, x_hat) + ctx.cfg.sparsity.l0_coef * l0
-    metrics = {"fvu": float(fvu(x, x_hat)), "l0": float(l0)}
+    metrics = {"fvu": float(fvu(x, x_hat.detach())), "l0": float(l0.detach())}
     loss = loss + _ghost(sae, x, x_hat, pre, ctx, metrics)
     return StepOutput(loss, x_hat.detach(), (z > 0).sum(0), metrics)
 
@@ -209,7 +209,7 @@ def _ghost(
     mse_main = residual.pow(2).sum(-1)
     term = (mse_ghost * (mse_main / mse_ghost.clamp_min(1e-12)).detach()).mean()
     term = term * ctx.dead.float().mean()
-    metrics["ghost"] = float(term)
+    metrics["ghost"] = float(term.detach())
     return term
 
 

@@ -86,7 +86,7 @@ class SAETrainer:
         self.tracker.update(out.counts > 0, len(x), out.counts)
         self.step_count += 1
         dead = float(self.tracker.dead.float().mean())
-        return {**out.metrics, "loss": float(out.loss), "dead": dead}
+        return {**out.metrics, "loss": float(out.loss.detach()), "dead": dead}
 
     @torch.no_grad()
     def _remove_parallel_grad(self) -> None:

@@ -1,0 +1,44 @@
+import torch
+
+from saescope.sae.kernels import batch_topk_coo, sparse_decode, sparse_encode, topk_coo
+
+
+def _naive(x_c, W_enc, b_enc, W_dec, rows, latents):
+    pre = x_c @ W_enc + b_enc
+    mask = torch.zeros_like(pre, dtype=torch.bool)
+    mask[rows, latents] = True
+    z = (pre * mask).relu()
+    return z @ W_dec
+
+
+def test_sparse_paths_match_dense_values_and_gradients() -> None:
+    torch.manual_seed(0)
+    B, d, n, k = 6, 8, 32, 3
+    x = torch.randn(B, d)
+    params = [torch.randn(d, n), torch.randn(n), torch.randn(n, d), torch.randn(d)]
+    for select in (topk_coo, batch_topk_coo):
+        fast = [p.clone().requires_grad_() for p in params]
+        slow = [p.clone().requires_grad_() for p in params]
+        W_enc, b_enc, W_dec, b_dec = fast
+        x_c = x - b_dec
+        with torch.no_grad():
+            pre = x_c @ W_enc + b_enc
+        rows, latents = select(pre, k)
+        values = sparse_encode(pre, x_c, W_enc, b_enc, rows, latents).relu()
+        out = sparse_decode(rows, latents, values, W_dec, B) + b_dec
+        W_enc2, b_enc2, W_dec2, b_dec2 = slow
+        ref = _naive(x - b_dec2, W_enc2, b_enc2, W_dec2, rows, latents) + b_dec2
+        torch.testing.assert_close(out, ref)
+        target = torch.randn(B, d)
+        (out - target).pow(2).sum().backward()
+        (ref - target).pow(2).sum().backward()
+        for a, b in zip(fast, slow, strict=True):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_topk_selects_the_largest_of_the_batch() -> None:
+    pre = torch.tensor([[5.0, 0.1, 0.2], [4.0, 3.0, 0.0]])
+    rows, latents = batch_topk_coo(pre, 1)
+    assert sorted(zip(rows.tolist(), latents.tolist())) == [(0, 0), (1, 0)]
+    rows, latents = topk_coo(pre, 2)
+    assert rows.tolist() == [0, 0, 1, 1]
