@@ -39,6 +39,6 @@ def test_sparse_paths_match_dense_values_and_gradients() -> None:
 def test_batch_topk_selects_the_largest_of_the_batch() -> None:
     pre = torch.tensor([[5.0, 0.1, 0.2], [4.0, 3.0, 0.0]])
     rows, latents = batch_topk_coo(pre, 1)
-    assert sorted(zip(rows.tolist(), latents.tolist())) == [(0, 0), (1, 0)]
+    assert sorted(zip(rows.tolist(), latents.tolist(), strict=True)) == [(0, 0), (1, 0)]
     rows, latents = topk_coo(pre, 2)
     assert rows.tolist() == [0, 0, 1, 1]

@@ -89,7 +89,7 @@ def test_folding_the_input_scale_keeps_latents_and_reconstructions() -> None:
 
 
 def test_bad_configs_and_inputs_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(SaescopeError, match="unknown SAE architecture 'relux'.*topk"):
+    with pytest.raises(SaescopeError, match=r"unknown SAE architecture 'relux'.*topk"):
         SAEConfig(d_in=4, d_sae=8, architecture="relux")
     with pytest.raises(SaescopeError, match="needs 0 < k"):
         SAEConfig(d_in=4, d_sae=8, architecture="topk")
