@@ -81,7 +81,7 @@ class SAE(nn.Module):
         return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
 
     def pre_acts(self, x_c: Tensor) -> Tensor:
-        return x_c @ self.W_enc + self.b_enc  # (B, d_sae)
+        return torch.addmm(self.b_enc, x_c, self.W_enc)  # (B, d_sae)
 
     def select(self, x_c: Tensor) -> Latents:
         """The active latents for centred inputs ``x_c`` (B, d_in)."""

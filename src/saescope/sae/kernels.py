@@ -45,7 +45,7 @@ class _SparseEncode(torch.autograd.Function):
         latents: Tensor,
     ) -> Tensor:
         ctx.save_for_backward(x_c, W_enc, rows, latents)
-        return pre[rows, latents]
+        return pre[rows, latents].to(x_c.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:

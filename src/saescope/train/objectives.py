@@ -49,12 +49,16 @@ def fvu(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 def _encoder_pre(sae: SAE, x_c: Tensor, cfg: TrainConfig) -> Tensor:
-    """Dense pre-activations without autograd, optionally from a bf16 matmul."""
+    """Dense pre-activations (B, d_sae) without autograd, in the encoder dtype.
+
+    With bf16 the matmul runs ~4x faster on CPUs with AVX512-BF16 and the pre-activations stay
+    bf16 for the selection (half the memory traffic); the chosen values are gathered back to
+    float32 and gradients are exact float32.
+    """
     with torch.no_grad():
         if cfg.encoder_dtype == "bfloat16":
-            pre = (x_c.bfloat16() @ sae.W_enc.bfloat16()).float()
-            return pre + sae.b_enc
-        return sae.pre_acts(x_c)
+            return torch.addmm(sae.b_enc.bfloat16(), x_c.bfloat16(), sae.W_enc.bfloat16())
+        return torch.addmm(sae.b_enc, x_c, sae.W_enc)
 
 
 def topk_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:

@@ -43,7 +43,9 @@ class SAETrainer:
         self.dead_method = cfg.dead.method or DEFAULT_DEAD_METHOD[arch]
         self.unit_norm = cfg.unit_norm_decoder and arch != "relu"
         self.lr = cfg.optim.lr or 2e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
-        self.optimizer = torch.optim.Adam(sae.parameters(), lr=self.lr, betas=cfg.optim.betas)
+        self.optimizer = torch.optim.Adam(
+            sae.parameters(), lr=self.lr, betas=cfg.optim.betas, fused=True
+        )
         self.tracker = FiringTracker(sae.cfg.d_sae, cfg.dead.window_tokens, sae.W_dec.device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.scale = 1.0
