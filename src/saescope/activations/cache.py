@@ -82,6 +82,27 @@ class ActivationCache:
         """All tensors of shard ``i``, checked against the manifest's size and checksum."""
         return read_shard(self._path(i), self.manifest.shards[i], verify=verify)
 
+    def split(self, holdout_rows: int) -> tuple[list[int], list[int]]:
+        """(training shards, held-out shards): the last shards holding >= ``holdout_rows`` rows.
+
+        Whole shards are held out so that no context contributes to both sides.
+        """
+        held: list[int] = []
+        for i in reversed(range(len(self.manifest.shards))):
+            if sum(self.manifest.shards[j].rows for j in held) >= holdout_rows:
+                break
+            held.insert(0, i)
+        train = [i for i in range(len(self.manifest.shards)) if i not in held]
+        if holdout_rows and not train:
+            raise SaescopeError(
+                f"cannot hold out {holdout_rows:,} rows: the cache has {len(self):,} rows in "
+                f"{len(self.manifest.shards)} shards; capture more or use smaller --shard-rows"
+            )
+        return train, held
+
+    def rows_in(self, shards: Sequence[int]) -> int:
+        return sum(self.manifest.shards[i].rows for i in shards)
+
     def verify(self) -> None:
         """Read every shard and check its checksum; raises naming the first bad file."""
         for i in range(len(self.manifest.shards)):
@@ -134,6 +155,7 @@ class ActivationCache:
         drop_last: bool = False,
         dtype: torch.dtype = torch.float32,
         verify: bool = True,
+        shards: Sequence[int] | None = None,
     ) -> Iterator[Tensor]:
         """Yield (batch_size, d) batches; each row once per epoch (``epochs=None``: forever).
 
@@ -141,6 +163,7 @@ class ActivationCache:
         ``buffer_shards`` shards, so memory stays at about (buffer_shards + 1) shards whatever
         the cache size. The next shard is read and checked in a background thread. Under data
         parallelism each rank reads a disjoint share of the shards (``rank``, ``world_size``).
+        ``shards`` restricts reading to those shard indices (e.g. to hold some out).
         """
         key = acts_key(self.site(site))
         if batch_size < 1 or buffer_shards < 1:
@@ -148,8 +171,9 @@ class ActivationCache:
         generator = torch.Generator().manual_seed(seed)
         epoch = 0
         while epochs is None or epoch < epochs:
-            n = len(self.manifest.shards)
-            order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
+            pool = list(range(len(self.manifest.shards))) if shards is None else list(shards)
+            perm = torch.randperm(len(pool), generator=generator) if shuffle else range(len(pool))
+            order = [pool[int(i)] for i in perm]
             mine = order[rank::world_size]
             carry = torch.empty(0, self.d(site), dtype=dtype)
             loaded = self._prefetch(mine, key, dtype, verify)

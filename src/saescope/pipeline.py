@@ -1,0 +1,168 @@
+"""Recipes that join the layers: train SAEs from a cache or a live model, then score them.
+
+A leaf like ``cli``: it may import every layer, and nothing imports it but the CLI and
+quickstart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from saescope.activations import ActivationCache, open_activations, stream_activations
+from saescope.data import ContextConfig, Corpus
+from saescope.evaluate import ReconstructionStats, reconstruction_stats
+from saescope.models import LanguageModel, Site
+from saescope.sae import ARCHITECTURES, SAE, SAEConfig, SAEMetadata, build_sae
+from saescope.train import SAETrainer, TrainConfig, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """One SAE of a sweep."""
+
+    architecture: str
+    width: int
+    k: int | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.architecture}-w{self.width}" + (f"-k{self.k}" if self.k else "")
+
+
+def sweep(architectures: Sequence[str], widths: Sequence[int], ks: Sequence[int]) -> list[SAESpec]:
+    """Every combination; k only for architectures that take one."""
+    specs: list[SAESpec] = []
+    for arch in architectures:
+        needs_k = ARCHITECTURES[arch].needs_k if arch in ARCHITECTURES else False
+        for width in widths:
+            specs.extend(SAESpec(arch, width, k) for k in ks) if needs_k else specs.append(
+                SAESpec(arch, width, None)
+            )
+    return specs
+
+
+@dataclass(frozen=True)
+class TrainedSAE:
+    name: str
+    sae: SAE
+    heldout: ReconstructionStats | None
+    path: Path
+
+
+def metadata_from_cache(cache: ActivationCache, site: str) -> SAEMetadata:
+    m = cache.manifest
+    return SAEMetadata(
+        model_name=m.model,
+        hook_name=Site.parse(site).tl_name,
+        site=site,
+        context_size=m.context["context_size"],
+        prepend_bos=m.context["prepend_bos"],
+        exclude_special_tokens=m.context["exclude_special"],
+        dataset_path=m.dataset,
+    )
+
+
+def _trainers(
+    specs: list[SAESpec], d_in: int, cfg: TrainConfig, metadata: SAEMetadata, device: torch.device
+) -> list[SAETrainer]:
+    trainers = []
+    for spec in specs:
+        sae_cfg = SAEConfig(
+            d_in=d_in, d_sae=spec.width, architecture=spec.architecture, k=spec.k, metadata=metadata
+        )
+        sae = build_sae(sae_cfg, seed=cfg.seed).to(device)
+        trainers.append(SAETrainer(sae, cfg, name=spec.name))
+    return trainers
+
+
+def train_from_cache(
+    cache_dir: str | Path,
+    out: str | Path,
+    specs: list[SAESpec],
+    cfg: TrainConfig,
+    site: str | None = None,
+    holdout_rows: int = 0,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+) -> list[TrainedSAE]:
+    """Train ``specs`` on a cache (the last shards held out), then score them on the held-out rows."""
+    cache = open_activations(cache_dir)
+    site = cache.site(site)
+    train_shards, held = cache.split(holdout_rows)
+    log.info(
+        "training on %s rows of %s (%d shards); %s rows held out",
+        f"{cache.rows_in(train_shards):,}",
+        site,
+        len(train_shards),
+        f"{cache.rows_in(held):,}",
+    )
+    trainers = _trainers(
+        specs, cache.d(site), cfg, metadata_from_cache(cache, site), torch.device(device)
+    )
+    batches = cache.batches(
+        cfg.batch_size, site, seed=cfg.seed, epochs=None, shards=train_shards, drop_last=True
+    )
+    saes = fit(trainers, batches, out, resume=resume, progress=progress)
+    heldout = (lambda: cache.batches(8192, site, shuffle=False, shards=held)) if held else None
+    return _finish(trainers, saes, Path(out), heldout)
+
+
+def train_live(
+    model: LanguageModel,
+    site: str,
+    corpus: Corpus,
+    context: ContextConfig,
+    out: str | Path,
+    specs: list[SAESpec],
+    cfg: TrainConfig,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+) -> list[TrainedSAE]:
+    """Train on activations streamed from the model (no cache); one pass over the corpus."""
+    parsed = model.site(site)
+    metadata = SAEMetadata(
+        model_name=model.name,
+        hook_name=parsed.tl_name,
+        site=parsed.name,
+        context_size=context.context_size,
+        prepend_bos=context.prepend_bos,
+        exclude_special_tokens=context.exclude_special,
+        dataset_path=corpus.name,
+    )
+    trainers = _trainers(specs, model.site_dim(parsed), cfg, metadata, torch.device(device))
+    batches = stream_activations(model, parsed, cfg.batch_size, corpus, context, seed=cfg.seed)
+    saes = fit(trainers, _full(batches, cfg.batch_size), out, resume=resume, progress=progress)
+    return _finish(trainers, saes, Path(out), None)
+
+
+def _full(batches: Iterable[Tensor], size: int) -> Iterator[Tensor]:
+    return (b for b in batches if len(b) == size)
+
+
+def _finish(
+    trainers: list[SAETrainer], saes: list[SAE], out: Path, heldout: object
+) -> list[TrainedSAE]:
+    results, summary = [], {}
+    for trainer, sae in zip(trainers, saes, strict=True):
+        stats = reconstruction_stats(sae, heldout()) if callable(heldout) else None
+        if stats is not None:
+            (out / trainer.name / "heldout.json").write_text(json.dumps(stats.to_dict(), indent=1))
+        results.append(TrainedSAE(trainer.name, sae, stats, out / trainer.name))
+        summary[trainer.name] = {
+            "heldout": stats.to_dict() if stats else None,
+            "train_tokens": trainer.tracker.tokens,
+            "dead_fraction_train": float(trainer.tracker.dead.float().mean()),
+        }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return results
