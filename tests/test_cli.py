@@ -7,8 +7,9 @@ from tiny_models import save_tiny_model
 from saescope import cli
 from saescope.activations import open_activations
 from saescope.models import load_model
+from saescope.sae import load_sae
 
-SUBCOMMANDS = ["quickstart", "capture", "inspect", "sites"]
+SUBCOMMANDS = ["quickstart", "capture", "train", "inspect", "sites"]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
@@ -60,6 +61,8 @@ def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
         "32",
         "--shard-rows",
         "128",
+        "--batch-size",
+        "2",
     ]
     assert cli.main(argv) == 0
     cache = open_activations(out)
@@ -70,6 +73,40 @@ def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
     assert cli.main(["inspect", str(out), "--verify"]) == 0
     assert cli.main(["sites", "--model", str(model_dir)]) == 0
     assert "mlp_act" in capsys.readouterr().out
+
+    run = tmp_path / "run"
+    train = [
+        "train",
+        "--acts",
+        str(out),
+        "--site",
+        "layers.1.resid_post",
+        "--out",
+        str(run),
+        "--arch",
+        "topk,relu",
+        "--width",
+        "64,128",
+        "--k",
+        "4",
+        "--batch-size",
+        "64",
+        "--holdout",
+        "128",
+        "--epochs",
+        "3",
+        "--encoder-dtype",
+        "float32",
+    ]
+    assert cli.main(train) == 0
+    printed = capsys.readouterr().out
+    names = ["topk-w64-k4", "topk-w128-k4", "relu-w64", "relu-w128"]
+    assert all(f"{name}: saved to" in printed for name in names) and "held-out FVU" in printed
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary) == set(names) and summary["topk-w64-k4"]["heldout"]["tokens"] >= 128
+    sae = load_sae(run / "topk-w64-k4")
+    assert sae.cfg.metadata.hook_name == "blocks.1.hook_resid_post" and sae.cfg.d_in == 64
+    assert cli.main(train) == 2  # a finished run is not overwritten without --resume
 
 
 def test_bad_input_exits_2_with_a_message(model_dir, tmp_path, caplog) -> None:

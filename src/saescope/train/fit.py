@@ -53,7 +53,7 @@ def fit(
         task = bar.add_task(
             "train", total=cfg.steps * cfg.batch_size, completed=start * cfg.batch_size
         )
-        last = time.perf_counter()
+        last, last_step = time.perf_counter(), start
         for step, x in zip(range(start, cfg.steps), stream, strict=False):
             if len(x) != cfg.batch_size:
                 continue  # a ragged last batch of an epoch: skip rather than bias the step
@@ -61,8 +61,9 @@ def fit(
             bar.update(task, advance=len(x), description=_describe(metrics[0]))
             if root is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                 now = time.perf_counter()
-                _log(trainers, metrics, root, cfg.log_every * cfg.batch_size / (now - last))
-                last = now
+                rate = (step + 1 - last_step) * cfg.batch_size / (now - last)
+                _log(trainers, metrics, root, rate)
+                last, last_step = now, step + 1
             if root is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                 _checkpoint(trainers, root)
     done = trainers[0].step_count
@@ -70,6 +71,7 @@ def fit(
         log.warning("the data ran out after %d of %d steps", done, cfg.steps)
     saes = [t.export() for t in trainers]
     if root is not None:
+        _checkpoint(trainers, root)  # the final state: --resume of a finished run is a no-op
         for trainer, sae in zip(trainers, saes, strict=True):
             save_sae(sae, root / trainer.name, trainer.log10_density())
     return saes
@@ -114,7 +116,7 @@ def _initialise(
 
 
 def _describe(m: dict[str, float]) -> str:
-    return f"train fvu {m['fvu']:.3f} L0 {m['l0']:.1f} dead {m['dead']:.1%}"
+    return f"fvu {m['fvu']:.3f} L0 {m['l0']:.0f} dead {m['dead']:.0%}"
 
 
 def _start_run(trainers: list[SAETrainer], root: Path) -> None:

@@ -42,11 +42,12 @@ class SAETrainer:
         self.objective = OBJECTIVES[arch]
         self.dead_method = cfg.dead.method or DEFAULT_DEAD_METHOD[arch]
         self.unit_norm = cfg.unit_norm_decoder and arch != "relu"
-        self.lr = cfg.optim.lr or 2e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
+        self.lr = cfg.optim.lr or 8e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
         self.optimizer = torch.optim.Adam(
             sae.parameters(), lr=self.lr, betas=cfg.optim.betas, fused=True
         )
-        self.tracker = FiringTracker(sae.cfg.d_sae, cfg.dead.window_tokens, sae.W_dec.device)
+        window = cfg.dead.window_tokens or min(1_000_000, max(cfg.tokens // 4, cfg.batch_size))
+        self.tracker = FiringTracker(sae.cfg.d_sae, window, sae.W_dec.device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.scale = 1.0
         self.step_count = 0
