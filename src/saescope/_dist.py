@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,26 @@ class Rank:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def all_gather(self, tensor: Tensor) -> Tensor:
+        """Every rank's ``tensor`` concatenated in rank order (same shape on every rank)."""
+        if self.world_size == 1:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    def average_gradients_(self, params: Iterable[Tensor], counts: Tensor) -> Tensor:
+        """Average gradients over ranks in place; returns ``counts`` summed over ranks."""
+        if self.world_size == 1:
+            return counts
+        for param in params:
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad /= self.world_size
+        counts = counts.clone()
+        dist.all_reduce(counts)
+        return counts
 
 
 def init_distributed() -> Rank:

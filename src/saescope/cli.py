@@ -140,13 +140,14 @@ def _train_config(args: argparse.Namespace, tokens: int):  # -> TrainConfig
 def cmd_train(args: argparse.Namespace) -> None:
     from saescope import pipeline
     from saescope.errors import SaescopeError
+    from saescope.models.loading import resolve_device
 
-    if args.device == "auto":
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = str(resolve_device(args.device))  # auto: cuda:<local rank> or cpu
     if args.acts is None and args.model is None:
         raise SaescopeError("give --acts CACHE (train from a cache) or --model and --site (live)")
+    from saescope._dist import init_distributed
+
+    rank = init_distributed()  # under torchrun: data-parallel, --batch-size per rank
     if args.acts is not None:
         from saescope.activations import open_activations
 
@@ -165,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         d_in, tokens = model.site_dim(args.site[0]), args.tokens
     widths = args.width or [e * d_in for e in args.expansion]
     specs = pipeline.sweep(args.arch, widths, args.k)
-    cfg = _train_config(args, tokens)
+    cfg = _train_config(args, tokens // rank.world_size)
     if args.acts is not None:
         results = pipeline.train_from_cache(
             args.acts,

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from saescope._dist import Rank
 from saescope.activations import ActivationCache, open_activations, stream_activations
 from saescope.data import ContextConfig, Corpus
 from saescope.evaluate import ReconstructionStats, reconstruction_stats
@@ -109,10 +110,20 @@ def train_from_cache(
     trainers = _trainers(
         specs, cache.d(site), cfg, metadata_from_cache(cache, site), torch.device(device)
     )
+    rank = Rank.current()  # under torchrun each rank reads its own share of the shards
     batches = cache.batches(
-        cfg.batch_size, site, seed=cfg.seed, epochs=None, shards=train_shards, drop_last=True
+        cfg.batch_size,
+        site,
+        seed=cfg.seed,
+        epochs=None,
+        shards=train_shards,
+        drop_last=True,
+        rank=rank.rank,
+        world_size=rank.world_size,
     )
     saes = fit(trainers, batches, out, resume=resume, progress=progress)
+    if rank.rank != 0:
+        return []
     heldout = (lambda: cache.batches(8192, site, shuffle=False, shards=held)) if held else None
     return _finish(trainers, saes, Path(out), heldout)
 

@@ -65,7 +65,9 @@ class SAE(nn.Module):
         W_dec = torch.randn(n, d, dtype=dtype)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(W_dec)  # (d_sae, d_in), rows at unit norm
-        self.W_enc = nn.Parameter(W_dec.t().contiguous())  # (d_in, d_sae), tied at init
+        # (d_in, d_sae), tied at init. Stored column-major: W_enc.t() is then contiguous, which
+        # the sparse kernels gather rows from, and their (d_sae, d_in) gradients need no transpose.
+        self.W_enc = nn.Parameter(W_dec.clone().t())
         self.b_enc = nn.Parameter(torch.zeros(n, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(d, dtype=dtype))
 

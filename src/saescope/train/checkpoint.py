@@ -48,10 +48,16 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
 
 
 def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+    """Restore optimizer state with each moment laid out like its parameter (fused Adam walks
+    parameter, gradient and moments in memory order, so their strides must agree)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("opt."):
             _, index, key = name.split(".", 2)
+            param = params[int(index)]
+            if value.shape == param.shape:
+                value = torch.empty_like(param).copy_(value)
             state.setdefault(int(index), {})[key] = value
     full = optimizer.state_dict()
     full["state"] = state

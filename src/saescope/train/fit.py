@@ -38,17 +38,19 @@ def fit(
 ) -> list[SAE]:
     """Train every SAE on the same batches; returns the exported SAEs (raw-input scale)."""
     _check_sweep(trainers)
-    cfg = trainers[0].cfg
+    cfg, rank = trainers[0].cfg, trainers[0].rank
     root = Path(run_dir) if run_dir is not None else None
     start = _restore(trainers, root) if resume and root is not None else 0
     if root is not None and not resume:
-        _start_run(trainers, root)
+        _start_run(trainers, root, write=rank.rank == 0)
+    if rank.rank != 0:
+        root, progress = None, False  # under torchrun only rank 0 writes and draws
     stream = iter(batches)
     if start:
         log.info("resuming at step %d: skipping %d batches already trained on", start, start)
         stream = itertools.islice(stream, start, None)
     else:
-        stream = _initialise(trainers, stream, cfg.init_rows)
+        stream = _initialise(trainers, stream, -(-cfg.init_rows // rank.world_size))
     with progress_bar("tok", disable=not progress) as bar:
         task = bar.add_task(
             "train", total=cfg.steps * cfg.batch_size, completed=start * cfg.batch_size
@@ -119,7 +121,7 @@ def _describe(m: dict[str, float]) -> str:
     return f"fvu {m['fvu']:.3f} L0 {m['l0']:.0f} dead {m['dead']:.0%}"
 
 
-def _start_run(trainers: list[SAETrainer], root: Path) -> None:
+def _start_run(trainers: list[SAETrainer], root: Path, write: bool) -> None:
     for trainer in trainers:
         directory = root / trainer.name
         if (directory / "checkpoint" / ckpt.STATE).exists():
@@ -127,6 +129,8 @@ def _start_run(trainers: list[SAETrainer], root: Path) -> None:
                 f"{directory} holds a checkpoint; pass --resume to continue it, or choose "
                 "another output directory"
             )
+        if not write:
+            continue
         directory.mkdir(parents=True, exist_ok=True)
         config = {"sae": trainer.sae.cfg.to_dict(), "train": trainer.cfg.to_dict()}
         (directory / "config.json").write_text(json.dumps(config, indent=1))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from saescope.sae import SAE
@@ -30,6 +31,10 @@ class Context:
     progress: float
     """Fraction of training done, in [0, 1)."""
     dead_method: str
+    variance: float = 1.0
+    """E||x - mean||^2 of the (normalised) initialisation sample: the fixed denominator that
+    turns squared error into FVU units. Fixed, not per batch, so that the loss is a mean over
+    rows and data-parallel ranks average to exactly the single-process gradient."""
 
 
 class StepOutput(NamedTuple):
@@ -62,14 +67,15 @@ def _encoder_pre(sae: SAE, x_c: Tensor, cfg: TrainConfig) -> Tensor:
 
 
 def topk_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
-    """FVU + aux_coef * AuxK (Gao et al. 2024): dead latents learn to explain the residual."""
+    """Squared error in FVU units + aux_coef * AuxK (Gao et al. 2024): dead latents learn to
+    explain the residual the live ones leave."""
     assert isinstance(sae, TopKSAE)
     x_c = sae.center(x)
     pre = _encoder_pre(sae, x_c, ctx.cfg)  # (B, d_sae)
     latents = sae.select_from(pre, x_c)
     x_hat = sae.decode(latents)  # (B, d)
-    loss = fvu(x, x_hat)
-    metrics = {"fvu": float(loss.detach()), "l0": len(latents.values) / len(x)}
+    loss = _mse(x, x_hat) / ctx.variance
+    metrics = {"fvu": float(fvu(x, x_hat.detach())), "l0": len(latents.values) / len(x)}
     if isinstance(sae, BatchTopKSAE):
         _update_threshold_(sae, latents.values, ctx.cfg.sparsity.threshold_lr)
     if ctx.dead_method == "auxk" and ctx.dead.any():
@@ -93,9 +99,12 @@ def _auxk(sae: TopKSAE, x: Tensor, x_hat: Tensor, x_c: Tensor, pre: Tensor, ctx:
 @torch.no_grad()
 def _update_threshold_(sae: BatchTopKSAE, values: Tensor, rate: float) -> None:
     positive = values[values > 0]
-    if len(positive):
+    smallest = positive.min() if len(positive) else values.new_tensor(float("inf"))
+    if dist.is_available() and dist.is_initialized():  # the same threshold on every rank
+        dist.all_reduce(smallest, op=dist.ReduceOp.MIN)
+    if torch.isfinite(smallest):
         current = sae.threshold[0]
-        sae.threshold.fill_(float((1 - rate) * current + rate * positive.min()))
+        sae.threshold.fill_(float((1 - rate) * current + rate * smallest))
 
 
 def _mse(x: Tensor, x_hat: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from saescope._dist import Rank
 from saescope.sae import SAE, build_sae
 from saescope.train import checkpoint as ckpt
 from saescope.train.config import TrainConfig
@@ -50,15 +51,20 @@ class SAETrainer:
         self.tracker = FiringTracker(sae.cfg.d_sae, window, sae.W_dec.device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.scale = 1.0
+        self.variance = 1.0
         self.step_count = 0
+        self.rank = Rank.current()
 
     @torch.no_grad()
     def initialise(self, sample: Tensor) -> None:
-        """Input scale (E||x|| = sqrt(d)) and b_dec at the geometric median of ``sample``."""
-        sample = sample.to(self.sae.W_enc)
+        """Input scale (E||x|| = sqrt(d)), loss denominator and b_dec (the geometric median)
+        from ``sample``; under data parallelism every rank passes its share and uses them all."""
+        sample = self.rank.all_gather(sample.to(self.sae.W_enc))
         if self.cfg.normalize:
             self.scale = math.sqrt(sample.shape[1]) / float(sample.norm(dim=-1).mean())
-        self.sae.b_dec.copy_(geometric_median(sample * self.scale))
+        sample = sample * self.scale
+        self.variance = float((sample - sample.mean(0)).pow(2).sum(-1).mean())
+        self.sae.b_dec.copy_(geometric_median(sample))
         if self.unit_norm:
             self.sae.set_decoder_norm_to_unit_norm_()
 
@@ -75,18 +81,23 @@ class SAETrainer:
             group["lr"] = self.lr * self.lr_factor(self.step_count)
         x = x.to(self.sae.W_enc) * self.scale
         ctx = Context(
-            self.cfg, self.tracker.dead, self.step_count / self.cfg.steps, self.dead_method
+            self.cfg,
+            self.tracker.dead,
+            self.step_count / self.cfg.steps,
+            self.dead_method,
+            self.variance,
         )
         out = self.objective(self.sae, x, ctx)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        counts = self.rank.average_gradients_(self.sae.parameters(), out.counts)
         if self.unit_norm:
             self._remove_parallel_grad()
         if self.cfg.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.sae.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
         self._after_step(x, out.x_hat)
-        self.tracker.update(out.counts > 0, len(x), out.counts)
+        self.tracker.update(counts > 0, len(x) * self.rank.world_size, counts)
         self.step_count += 1
         dead = float(self.tracker.dead.float().mean())
         return {**out.metrics, "loss": float(out.loss.detach()), "dead": dead}
@@ -95,7 +106,8 @@ class SAETrainer:
     def _remove_parallel_grad(self) -> None:
         W, grad = self.sae.W_dec, self.sae.W_dec.grad
         if grad is not None:  # keep unit-norm rows on the sphere: drop the radial component
-            grad -= (grad * W).sum(-1, keepdim=True) * W
+            radial = torch.bmm(grad.unsqueeze(1), W.unsqueeze(2)).view(-1, 1)  # (d_sae, 1)
+            grad.addcmul_(W, radial, value=-1)  # in place: no (d_sae, d_in) temporary
 
     @torch.no_grad()
     def _after_step(self, x: Tensor, x_hat: Tensor) -> None:
@@ -131,7 +143,12 @@ class SAETrainer:
             f"tracker.{k}": v for k, v in self.tracker.state_dict().items() if isinstance(v, Tensor)
         }
         tensors["generator"] = self.generator.get_state()
-        state = {"step": self.step_count, "scale": self.scale, "tokens": self.tracker.tokens}
+        state = {
+            "step": self.step_count,
+            "scale": self.scale,
+            "variance": self.variance,
+            "tokens": self.tracker.tokens,
+        }
         return tensors, state
 
     def restore(self, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
@@ -146,3 +163,4 @@ class SAETrainer:
         )
         self.generator.set_state(tensors["generator"])
         self.step_count, self.scale = int(state["step"]), float(state["scale"])
+        self.variance = float(state["variance"])
