@@ -177,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             holdout_rows=args.holdout,
             device=args.device,
             resume=args.resume,
+            log_to=args.log_to,
         )
     else:
         corpus = load_corpus(args.dataset, text_field=args.text_field)
@@ -190,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             cfg,
             device=args.device,
             resume=args.resume,
+            log_to=args.log_to,
         )
     _print_trained(results)
 
@@ -388,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--log-to",
+        action="append",
+        default=[],
+        choices=["wandb", "tensorboard"],
+        help="also send metrics to wandb or tensorboard (installed separately)",
+    )
     p.add_argument("--dataset", default="default", help="live mode: corpus (as for capture)")
     p.add_argument("--text-field", default="text", help=argparse.SUPPRESS)
     p.add_argument("--context-size", type=int, default=128, help=argparse.SUPPRESS)

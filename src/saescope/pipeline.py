@@ -95,6 +95,7 @@ def train_from_cache(
     device: str | torch.device = "cpu",
     resume: bool = False,
     progress: bool = True,
+    log_to: Sequence[str] = (),
 ) -> list[TrainedSAE]:
     """Train ``specs`` on a cache (the last shards held out), then score them on the held-out rows."""
     cache = open_activations(cache_dir)
@@ -121,7 +122,7 @@ def train_from_cache(
         rank=rank.rank,
         world_size=rank.world_size,
     )
-    saes = fit(trainers, batches, out, resume=resume, progress=progress)
+    saes = fit(trainers, batches, out, resume=resume, progress=progress, log_to=log_to)
     if rank.rank != 0:
         return []
     heldout = (lambda: cache.batches(8192, site, shuffle=False, shards=held)) if held else None
@@ -139,6 +140,7 @@ def train_live(
     device: str | torch.device = "cpu",
     resume: bool = False,
     progress: bool = True,
+    log_to: Sequence[str] = (),
 ) -> list[TrainedSAE]:
     """Train on activations streamed from the model (no cache); one pass over the corpus."""
     parsed = model.site(site)
@@ -153,7 +155,14 @@ def train_live(
     )
     trainers = _trainers(specs, model.site_dim(parsed), cfg, metadata, torch.device(device))
     batches = stream_activations(model, parsed, cfg.batch_size, corpus, context, seed=cfg.seed)
-    saes = fit(trainers, _full(batches, cfg.batch_size), out, resume=resume, progress=progress)
+    saes = fit(
+        trainers,
+        _full(batches, cfg.batch_size),
+        out,
+        resume=resume,
+        progress=progress,
+        log_to=log_to,
+    )
     return _finish(trainers, saes, Path(out), None)
 
 

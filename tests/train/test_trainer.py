@@ -146,3 +146,13 @@ def test_bad_input_is_refused_before_training() -> None:
         fit([trainer("topk", steps=2)], [], progress=False)
     with pytest.raises(SaescopeError, match="at least one batch"):
         TrainConfig(tokens=10, batch_size=512)
+
+
+def test_missing_tracker_is_named_with_its_install(tmp_path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed")
+    with pytest.raises(SaescopeError, match="pip install tensorboard"):
+        fit([trainer("topk", steps=2)], DATA.batches(2, 512), tmp_path, log_to=["tensorboard"],
+            progress=False)

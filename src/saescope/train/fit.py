@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, save_sae
 from saescope.train import checkpoint as ckpt
+from saescope.train.loggers import Tracker, make_tracker
 from saescope.train.trainer import SAETrainer
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ def fit(
     *,
     resume: bool = False,
     progress: bool = True,
+    log_to: Sequence[str] = (),
 ) -> list[SAE]:
-    """Train every SAE on the same batches; returns the exported SAEs (raw-input scale)."""
+    """Train every SAE on the same batches; returns the exported SAEs (raw-input scale).
+
+    ``log_to`` names optional trackers (``wandb``, ``tensorboard``) fed beside metrics.jsonl.
+    """
     _check_sweep(trainers)
     cfg, rank = trainers[0].cfg, trainers[0].rank
     root = Path(run_dir) if run_dir is not None else None
@@ -45,6 +50,7 @@ def fit(
         _start_run(trainers, root, write=rank.rank == 0)
     if rank.rank != 0:
         root, progress = None, False  # under torchrun only rank 0 writes and draws
+    trackers = [make_tracker(kind, root, _configs(trainers)) for kind in log_to] if root else []
     stream = iter(batches)
     if start:
         log.info("resuming at step %d: skipping %d batches already trained on", start, start)
@@ -64,10 +70,12 @@ def fit(
             if root is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                 now = time.perf_counter()
                 rate = (step + 1 - last_step) * cfg.batch_size / (now - last)
-                _log(trainers, metrics, root, rate)
+                _log(trainers, metrics, root, rate, trackers)
                 last, last_step = now, step + 1
             if root is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                 _checkpoint(trainers, root)
+    for tracker in trackers:
+        tracker.close()
     done = trainers[0].step_count
     if done < cfg.steps:
         log.warning("the data ran out after %d of %d steps", done, cfg.steps)
@@ -132,13 +140,21 @@ def _start_run(trainers: list[SAETrainer], root: Path, write: bool) -> None:
         if not write:
             continue
         directory.mkdir(parents=True, exist_ok=True)
-        config = {"sae": trainer.sae.cfg.to_dict(), "train": trainer.cfg.to_dict()}
+        config = _configs([trainer])[trainer.name]
         (directory / "config.json").write_text(json.dumps(config, indent=1))
         (directory / "metrics.jsonl").write_text("")
 
 
+def _configs(trainers: list[SAETrainer]) -> dict[str, dict]:
+    return {t.name: {"sae": t.sae.cfg.to_dict(), "train": t.cfg.to_dict()} for t in trainers}
+
+
 def _log(
-    trainers: list[SAETrainer], metrics: list[dict[str, float]], root: Path, tokens_per_s: float
+    trainers: list[SAETrainer],
+    metrics: list[dict[str, float]],
+    root: Path,
+    tokens_per_s: float,
+    trackers: list[Tracker],
 ) -> None:
     for trainer, m in zip(trainers, metrics, strict=True):
         record = {
@@ -150,6 +166,8 @@ def _log(
         }
         with (root / trainer.name / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
+        for tracker in trackers:
+            tracker.log(trainer.name, trainer.step_count, record)
 
 
 def _checkpoint(trainers: list[SAETrainer], root: Path) -> None:
