@@ -88,3 +88,32 @@ def save_tiny_model(path, family: str = "llama") -> None:
     """A tiny model and tokenizer as a local directory, as save_pretrained writes them."""
     tiny_hf_model(family).save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
+
+
+def torchrun(script, *args: str, processes: int = 2) -> None:
+    """Run ``script`` under torchrun on CPU (gloo) with a free rendezvous port."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            str(script),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )

@@ -23,7 +23,9 @@ from saescope.train import TrainConfig
 log = logging.getLogger(__name__)
 
 SHARD_ROWS = 65_536
-HOLDOUT_ROWS = SHARD_ROWS
+HOLDOUT_ROWS = 50_000
+"""Shards close on whole contexts, a little past SHARD_ROWS, so the last one is shorter: it is
+the held-out set as long as it holds this many rows."""
 
 
 def run_quickstart(
@@ -45,19 +47,19 @@ def run_quickstart(
             load_model(DEFAULT_MODEL),
             [site],
             cache_dir,
-            tokens=tokens + HOLDOUT_ROWS,
+            tokens=tokens + SHARD_ROWS,
             corpus=load_corpus(),
             shard_rows=SHARD_ROWS,
             resume=(cache_dir / MANIFEST).exists(),
         )
     spec = SAESpec("topk", 8192, 32)
     sae_dir = out / "saes" / spec.name
-    log.info("[2/2] train %s (%d epochs over %s rows)", spec.name, epochs, f"{tokens:,}")
+    train_rows = cache.rows_in(cache.split(HOLDOUT_ROWS)[0])
+    log.info("[2/2] train %s (%d epochs over %s rows)", spec.name, epochs, f"{train_rows:,}")
     if (sae_dir / "heldout.json").exists():
         log.info("SAE %s is trained; reusing it", sae_dir)
         trained = None
     else:
-        train_rows = cache.rows_in(cache.split(HOLDOUT_ROWS)[0])
         cfg = TrainConfig(
             tokens=epochs * train_rows,
             encoder_dtype="bfloat16" if cpu_has_fast_bf16() else "float32",

@@ -1,8 +1,7 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from tiny_models import torchrun
 
 from saescope.activations import open_activations
 from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
@@ -11,22 +10,7 @@ from saescope.models import run_with_cache
 
 def test_torchrun_ranks_capture_their_shares_into_one_cache(model, corpus, tmp_path) -> None:
     script = Path(__file__).with_name("distributed_capture.py")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29517",
-            str(script),
-            str(tmp_path / "c"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    torchrun(str(script), str(tmp_path / "c"))
     cache = open_activations(tmp_path / "c")
     assert len(cache) == 301 and cache.manifest.world_size == 2
     assert {s.rank for s in cache.manifest.shards} == {0, 1}

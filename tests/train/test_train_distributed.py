@@ -1,9 +1,8 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from synthetic import Superposition
+from tiny_models import torchrun
 
 from saescope.sae import SAEConfig, build_sae, load_sae
 from saescope.train import OptimConfig, SAETrainer, TrainConfig, fit
@@ -14,23 +13,7 @@ SCRIPT = Path(__file__).with_name("distributed_train.py")
 
 @pytest.mark.parametrize("arch", ["topk", "relu"])
 def test_two_ranks_match_one_process_with_the_same_global_batch(arch, tmp_path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29531",
-            str(SCRIPT),
-            arch,
-            str(tmp_path / "ddp"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    torchrun(str(SCRIPT), arch, str(tmp_path / "ddp"))
     ddp = load_sae(tmp_path / "ddp" / arch)
     data = Superposition(d=32, m=128, l0=4)
     k = 6 if arch == "topk" else None

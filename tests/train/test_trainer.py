@@ -154,5 +154,10 @@ def test_missing_tracker_is_named_with_its_install(tmp_path) -> None:
     if importlib.util.find_spec("tensorboard") is not None:
         pytest.skip("tensorboard is installed")
     with pytest.raises(SaescopeError, match="pip install tensorboard"):
-        fit([trainer("topk", steps=2)], DATA.batches(2, 512), tmp_path, log_to=["tensorboard"],
-            progress=False)
+        fit(
+            [trainer("topk", steps=2)],
+            DATA.batches(2, 512),
+            tmp_path,
+            log_to=["tensorboard"],
+            progress=False,
+        )
