@@ -130,6 +130,7 @@ def _train_config(args: argparse.Namespace, tokens: int):  # -> TrainConfig
         seed=args.seed,
         encoder_dtype=encoder,
         normalize=not args.no_normalize,
+        decoder_norm=args.decoder_norm,
         checkpoint_every=args.checkpoint_every,
         optim=OptimConfig(lr=args.lr, betas=(args.beta1, 0.999)),
         sparsity=SparsityConfig(l1_coef=args.l1, l0_coef=args.l0_coef),
@@ -165,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         model = load_model(args.model, dtype=args.dtype, device=args.device)
         d_in, tokens = model.site_dim(args.site[0]), args.tokens
     widths = args.width or [e * d_in for e in args.expansion]
-    specs = pipeline.sweep(args.arch, widths, args.k)
+    specs = pipeline.sweep(args.arch, widths, args.k, b_dec_input=not args.no_b_dec_input)
     cfg = _train_config(args, tokens // rank.world_size)
     if args.acts is not None:
         results = pipeline.train_from_cache(
@@ -385,6 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-normalize",
         action="store_true",
         help="do not scale inputs to E||x|| = sqrt(d) (the scale is folded on save)",
+    )
+    p.add_argument(
+        "--decoder-norm",
+        choices=["unit", "at_most_one"],
+        default="unit",
+        help="keep decoder rows at norm 1, or only at most 1",
+    )
+    p.add_argument(
+        "--no-b-dec-input",
+        action="store_true",
+        help="do not subtract b_dec from the input before encoding",
     )
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")

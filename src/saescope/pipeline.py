@@ -33,21 +33,23 @@ class SAESpec:
     architecture: str
     width: int
     k: int | None
+    apply_b_dec_to_input: bool = True
 
     @property
     def name(self) -> str:
         return f"{self.architecture}-w{self.width}" + (f"-k{self.k}" if self.k else "")
 
 
-def sweep(architectures: Sequence[str], widths: Sequence[int], ks: Sequence[int]) -> list[SAESpec]:
+def sweep(
+    architectures: Sequence[str], widths: Sequence[int], ks: Sequence[int], b_dec_input: bool = True
+) -> list[SAESpec]:
     """Every combination; k only for architectures that take one."""
     specs: list[SAESpec] = []
     for arch in architectures:
         needs_k = ARCHITECTURES[arch].needs_k if arch in ARCHITECTURES else False
         for width in widths:
-            specs.extend(SAESpec(arch, width, k) for k in ks) if needs_k else specs.append(
-                SAESpec(arch, width, None)
-            )
+            for k in ks if needs_k else [None]:
+                specs.append(SAESpec(arch, width, k, b_dec_input))
     return specs
 
 
@@ -78,7 +80,12 @@ def _trainers(
     trainers = []
     for spec in specs:
         sae_cfg = SAEConfig(
-            d_in=d_in, d_sae=spec.width, architecture=spec.architecture, k=spec.k, metadata=metadata
+            d_in=d_in,
+            d_sae=spec.width,
+            architecture=spec.architecture,
+            k=spec.k,
+            apply_b_dec_to_input=spec.apply_b_dec_to_input,
+            metadata=metadata,
         )
         sae = build_sae(sae_cfg, seed=cfg.seed).to(device)
         trainers.append(SAETrainer(sae, cfg, name=spec.name))

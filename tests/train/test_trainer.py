@@ -161,3 +161,32 @@ def test_missing_tracker_is_named_with_its_install(tmp_path) -> None:
             log_to=["tensorboard"],
             progress=False,
         )
+
+
+def test_jumprelu_thresholds_learn_and_l0_goes_down(tmp_path) -> None:
+    t = trainer("jumprelu", steps=150, log_every=10)
+    fit([t], DATA.batches(150, 512), tmp_path, progress=False)
+    l0 = [json.loads(line)["l0"] for line in (tmp_path / "jumprelu" / "metrics.jsonl").open()]
+    assert l0[-1] < 0.6 * l0[0], l0
+    assert float(t.sae.threshold.mean()) > 0.01  # moved from the 1e-3 start
+
+
+def test_decoder_norm_at_most_one_and_no_pre_encoder_bias() -> None:
+    sae = build_sae(
+        SAEConfig(d_in=32, d_sae=256, architecture="topk", k=6, apply_b_dec_to_input=False), seed=0
+    )
+    t = SAETrainer(
+        sae,
+        TrainConfig(
+            tokens=40 * 512,
+            batch_size=512,
+            init_rows=2048,
+            decoder_norm="at_most_one",
+            checkpoint_every=0,
+        ),
+    )
+    fit([t], DATA.batches(40, 512), progress=False)
+    norms = t.sae.W_dec.norm(dim=1)
+    assert float(norms.max()) <= 1 + 1e-5 and float(norms.min()) < 0.999
+    x = DATA.batch(7, 8)
+    torch.testing.assert_close(t.sae.pre_acts(t.sae.center(x)), x @ t.sae.W_enc + t.sae.b_enc)

@@ -74,9 +74,10 @@ class TrainConfig:
     encoder_dtype: Literal["float32", "bfloat16"] = "float32"
     """dtype of the dense encoder matmul that selects latents (bf16 is ~4x faster on CPUs
     with AVX512-BF16 and GPUs); gradients are always computed in float32."""
-    unit_norm_decoder: bool = True
-    """Keep decoder rows at norm 1 (the parallel gradient component removed). Always off for
-    relu, whose L1 penalty is weighted by decoder norms instead."""
+    decoder_norm: Literal["unit", "at_most_one"] = "unit"
+    """Decoder rows kept at norm 1 (the radial gradient component removed before each step), or
+    only projected back when they grow past 1. Ignored for relu, whose L1 penalty is weighted by
+    decoder norms instead."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     dead: DeadConfig = field(default_factory=DeadConfig)

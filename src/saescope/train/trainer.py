@@ -42,7 +42,8 @@ class SAETrainer:
         arch = sae.cfg.architecture
         self.objective = OBJECTIVES[arch]
         self.dead_method = cfg.dead.method or DEFAULT_DEAD_METHOD[arch]
-        self.unit_norm = cfg.unit_norm_decoder and arch != "relu"
+        self.unit_norm = cfg.decoder_norm == "unit" and arch != "relu"
+        self.norm_cap = cfg.decoder_norm == "at_most_one" and arch != "relu"
         self.lr = cfg.optim.lr or 8e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
         self.optimizer = torch.optim.Adam(
             sae.parameters(), lr=self.lr, betas=cfg.optim.betas, fused=True
@@ -113,6 +114,8 @@ class SAETrainer:
     def _after_step(self, x: Tensor, x_hat: Tensor) -> None:
         if self.unit_norm:
             self.sae.set_decoder_norm_to_unit_norm_()
+        elif self.norm_cap:
+            self.sae.W_dec.div_(self.sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1.0))
         if hasattr(self.sae, "threshold") and isinstance(self.sae.threshold, torch.nn.Parameter):
             self.sae.threshold.clamp_(min=0)
         every = self.cfg.dead.resample_every
