@@ -9,7 +9,7 @@ from saescope.activations import open_activations
 from saescope.models import load_model
 from saescope.sae import load_sae
 
-SUBCOMMANDS = ["quickstart", "capture", "train", "inspect", "sites"]
+SUBCOMMANDS = ["quickstart", "capture", "train", "predict", "lens", "inspect", "sites"]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
@@ -107,6 +107,32 @@ def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
     sae = load_sae(run / "topk-w64-k4")
     assert sae.cfg.metadata.hook_name == "blocks.1.hook_resid_post" and sae.cfg.d_in == 64
     assert cli.main(train) == 2  # a finished run is not overwritten without --resume
+
+
+def test_predict_and_lens_from_the_command_line(model_dir, tmp_path, capsys) -> None:
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(model_dir),
+                "--prompt",
+                "Bridges span",
+                "--continue",
+                "4",
+                "--top",
+                "3",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "next token after" in out and out.splitlines()[-1].startswith("Bridges span")
+    plot = tmp_path / "lens.png"
+    argv = ["lens", "--model", str(model_dir), "--prompt", "Bridges span", "--plot", str(plot)]
+    assert cli.main(argv) == 0
+    assert "layers.2.mlp" in capsys.readouterr().out and plot.stat().st_size > 1000
+    assert cli.main([*argv[:5], "--targets", "Bridges span rivers"]) == 2  # not one token
 
 
 def test_bad_input_exits_2_with_a_message(model_dir, tmp_path, caplog) -> None:

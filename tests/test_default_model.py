@@ -46,3 +46,12 @@ def test_capture_a_few_hundred_tokens_of_the_default_model(gemma, tmp_path) -> N
     assert 1_000 < float(norms.median()) < 10_000 and float(norms.max()) < 50_000
     tokens = cache.provenance(torch.arange(400))["tokens"]
     assert not (tokens == gemma.tokenizer.bos_token_id).any()
+
+
+def test_logit_lens_on_the_default_model(gemma) -> None:
+    from saescope.interpret import logit_lens
+
+    lens = logit_lens(gemma, "The reliability of Wikipedia is very")
+    assert len(lens.stages) == 1 + 2 * 18
+    assert lens.top(1)[-1][0][0] == " important"  # the last stage is the model's prediction
+    assert lens.top(1)[0][0][0] == " very"  # the embedding stage reads back the input token

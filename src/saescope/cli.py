@@ -209,6 +209,81 @@ def _print_trained(results) -> None:  # list[TrainedSAE], imported lazily
         print(line)
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saescope.interpret.lens import continue_text, predict
+    from saescope.models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    prediction = predict(model, args.prompt)
+    table = Table(title=f"next token after {args.prompt!r}")
+    table.add_column("#", justify="right")
+    table.add_column("token")
+    table.add_column("probability", justify="right")
+    for i, (token, p) in enumerate(prediction.top(args.top), 1):
+        table.add_row(str(i), repr(token), f"{p:.4f}")
+    console = Console()
+    console.print(table)
+    for i in range(args.samples if args.sample else 1):
+        if args.continue_tokens:
+            text = continue_text(
+                model,
+                args.prompt,
+                args.continue_tokens,
+                sample=args.sample,
+                seed=args.seed + i,
+                temperature=args.temperature,
+            )
+            console.print(f"[bold]{args.prompt}[/bold]{text}", highlight=False)
+
+
+def cmd_lens(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saescope.interpret.lens import logit_lens
+    from saescope.models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    lens = logit_lens(model, args.prompt, position=args.position)
+    targets = [t for t in (args.targets or "").split(",") if t]
+    target_ids = [_single_token(model, t) for t in targets]
+    probs, ranks = lens.track(target_ids) if targets else (None, None)
+    table = Table(
+        title=f"logit lens at {lens.prompt_tokens[lens.position]!r} (position {lens.position})"
+    )
+    table.add_column("stage", no_wrap=True)
+    table.add_column(f"top {args.top}")
+    for t in targets:
+        table.add_column(f"{t!r} p / rank", justify="right")
+    for s, (stage, row) in enumerate(zip(lens.stages, lens.top(args.top), strict=True)):
+        cells = (
+            [f"{p:.2f} / {int(r)}" for p, r in zip(probs[s], ranks[s], strict=True)]
+            if (probs is not None and ranks is not None)
+            else []
+        )
+        table.add_row(stage, "  ".join(f"{tok!r} {p:.2f}" for tok, p in row), *cells)
+    Console().print(table)
+    if args.plot:
+        from saescope.interpret.plots import plot_logit_lens
+
+        print(f"heatmap written to {plot_logit_lens(lens, args.plot, k=args.top)}")
+
+
+def _single_token(model, text: str) -> int:  # model: LanguageModel, imported lazily
+    from saescope.errors import SaescopeError
+
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise SaescopeError(
+            f"target {text!r} is {len(ids)} tokens; give single tokens "
+            "(mind the leading space: ' high')"
+        )
+    return int(ids[0])
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from saescope.quickstart import run_quickstart
 
@@ -413,6 +488,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", help=argparse.SUPPRESS)
     p.add_argument("--context-size", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--keep-special", action="store_true", help=argparse.SUPPRESS)
+
+    p = add(
+        "predict",
+        cmd_predict,
+        "the next-token distribution after a prompt",
+        "Print the model's top next tokens with probabilities (its own final soft-capping "
+        "included) and, with --continue N, a greedy or sampled continuation.",
+    )
+    _add_model_args(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--top", type=int, default=10, help="how many tokens to list")
+    p.add_argument(
+        "--continue",
+        dest="continue_tokens",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also generate N tokens",
+    )
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--samples", type=int, default=1, help="with --sample: how many rollouts")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add(
+        "lens",
+        cmd_lens,
+        "the logit lens: the prediction forming layer by layer",
+        "Read the residual stream at one position through the model's final norm and "
+        "unembedding after the embeddings and after every attention and MLP block, and "
+        "show the top tokens at each stage; --targets tracks chosen tokens' probability "
+        "and rank; --plot writes a heatmap.",
+    )
+    _add_model_args(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--position", type=int, default=-1, help="token position (default: last)")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--targets", help="comma-separated single tokens to track, e.g. ' high, low'")
+    p.add_argument("--plot", help="write the heatmap to this .png")
 
     p = add(
         "inspect",

@@ -1,0 +1,141 @@
+"""Next-token predictions and the logit lens: the residual stream read through the unembedding.
+
+At every stage of the forward pass (the embeddings, after each attention block, after each MLP
+block) the residual stream at one position goes through the model's own final norm, unembedding
+and logit soft-capping (Gemma 2/3), giving the distribution the model would predict if it
+stopped there (nostalgebraist, 2020). The last stage is exactly the model's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel, run_with_cache
+from saescope.models.families import find_module, get_module
+
+
+def unembed(model: LanguageModel, resid: Tensor) -> Tensor:
+    """Logits (..., vocab) for residual-stream vectors (..., d_model), as the model's head does."""
+    norm = find_module(model.hf, model.family.final_norm, "final norm")
+    head = get_module(model.hf, model.family.unembed)
+    logits = head(norm(resid.to(model.dtype)))
+    cap = getattr(model.hf.config.get_text_config(), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float()
+
+
+def _encode(model: LanguageModel, prompt: str) -> Tensor:
+    ids = model.tokenizer(prompt, return_tensors="pt")[
+        "input_ids"
+    ]  # (1, T), BOS if the model uses one
+    if ids.shape[1] == 0:
+        raise SaescopeError("the prompt is empty after tokenization")
+    return ids
+
+
+def _decode_each(model: LanguageModel, ids: Tensor) -> list[str]:
+    return [model.tokenizer.decode([int(i)]) for i in ids.reshape(-1)]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's next-token distribution after a prompt."""
+
+    prompt_tokens: list[str]
+    probs: Tensor
+    """(vocab,) probabilities of the next token."""
+    tokenizer: object
+
+    def top(self, k: int = 10) -> list[tuple[str, float]]:
+        values, indices = self.probs.topk(k)
+        decode = self.tokenizer.decode  # type: ignore[attr-defined]
+        return [(decode([int(i)]), float(v)) for v, i in zip(values, indices, strict=True)]
+
+
+@torch.inference_mode()
+def predict(model: LanguageModel, prompt: str) -> Prediction:
+    ids = _encode(model, prompt)
+    logits = model.hf(input_ids=ids.to(model.device), use_cache=False).logits[0, -1]
+    return Prediction(_decode_each(model, ids), logits.float().softmax(-1).cpu(), model.tokenizer)
+
+
+@torch.inference_mode()
+def continue_text(
+    model: LanguageModel,
+    prompt: str,
+    new_tokens: int,
+    sample: bool = False,
+    seed: int = 0,
+    temperature: float = 1.0,
+) -> str:
+    """Greedy (or seeded sampled) continuation of ``prompt``, without the prompt."""
+    ids = _encode(model, prompt).to(model.device)
+    torch.manual_seed(seed)
+    out = model.hf.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new_tokens,
+        do_sample=sample,
+        temperature=temperature if sample else None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=model.tokenizer.pad_token_id,
+    )
+    return str(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    """The distribution read off the residual stream at each stage, at one position."""
+
+    prompt_tokens: list[str]
+    position: int
+    """Index of the token read (non-negative)."""
+    stages: list[str]
+    """``embed``, then ``layers.i.attn`` (after attention) and ``layers.i.mlp`` (after the MLP)."""
+    probs: Tensor
+    """(n_stages, vocab)."""
+    tokenizer: object
+
+    def top(self, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per stage, the k most probable tokens."""
+        decode = self.tokenizer.decode  # type: ignore[attr-defined]
+        values, indices = self.probs.topk(k, dim=-1)
+        return [
+            [(decode([int(i)]), float(v)) for v, i in zip(vs, ix, strict=True)]
+            for vs, ix in zip(values, indices, strict=True)
+        ]
+
+    def track(self, token_ids: list[int]) -> tuple[Tensor, Tensor]:
+        """(probabilities, ranks) of the given tokens at each stage: two (n_stages, n) tensors.
+        Rank 0 is the most probable token."""
+        ids = torch.tensor(token_ids)
+        probs = self.probs[:, ids]
+        ranks = (self.probs.unsqueeze(1) > probs.unsqueeze(-1)).sum(-1)
+        return probs, ranks
+
+
+@torch.inference_mode()
+def logit_lens(model: LanguageModel, prompt: str, position: int = -1) -> LogitLens:
+    """The logit lens at ``position`` of ``prompt`` (default: the last token)."""
+    ids = _encode(model, prompt)
+    n = model.n_layers
+    if not -ids.shape[1] <= position < ids.shape[1]:
+        raise SaescopeError(f"position {position} is outside the prompt's {ids.shape[1]} tokens")
+    sites = [
+        f"layers.{i}.{kind}" for i in range(n) for kind in ("resid_pre", "attn_out", "resid_post")
+    ]
+    acts = run_with_cache(model, ids, sites)
+    stages, resid = ["embed"], [acts["layers.0.resid_pre"][0, position]]
+    for i in range(n):
+        mid = acts[f"layers.{i}.resid_pre"][0, position] + acts[f"layers.{i}.attn_out"][0, position]
+        stages += [f"layers.{i}.attn", f"layers.{i}.mlp"]
+        resid += [mid, acts[f"layers.{i}.resid_post"][0, position]]
+    probs = unembed(model, torch.stack(resid)).softmax(-1).cpu()  # (n_stages, vocab)
+    index = position % ids.shape[1]
+    return LogitLens(_decode_each(model, ids), index, stages, probs, model.tokenizer)

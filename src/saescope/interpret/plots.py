@@ -1,0 +1,57 @@
+"""Figures for the interpretation views (matplotlib, imported lazily; the ``plots`` extra)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from saescope.errors import SaescopeError
+from saescope.interpret.lens import LogitLens
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise SaescopeError("plots need matplotlib: pip install 'saescope[plots]'") from err
+    return plt
+
+
+def plot_logit_lens(lens: LogitLens, path: str | Path, k: int = 5) -> Path:
+    """Heatmap: one row per stage, the k most probable tokens left to right, colour =
+    probability, each cell labelled with its token."""
+    plt = _pyplot()
+    warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # CJK, Thai tokens
+    top = lens.top(k)
+    probs = [[p for _, p in row] for row in top]
+    height = 0.32 * len(top) + 1.5
+    fig, ax = plt.subplots(figsize=(2.1 * k + 2, height))
+    image = ax.imshow(probs, aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    for r, row in enumerate(top):
+        for c, (token, p) in enumerate(row):
+            ax.text(
+                c,
+                r,
+                f"{token!r} {p:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if p > 0.6 else "black",
+            )
+    ax.set_yticks(range(len(lens.stages)), lens.stages, fontsize=7)
+    ax.set_xticks(range(k), [f"#{i + 1}" for i in range(k)])
+    target = lens.prompt_tokens[lens.position]
+    ax.set_title(
+        f"logit lens at token {lens.position} ({target!r}) of {''.join(lens.prompt_tokens)!r}",
+        fontsize=9,
+    )
+    fig.colorbar(image, ax=ax, label="probability")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
