@@ -1,0 +1,123 @@
+"""Neurons: which fire on a prompt, and the corpus contexts that make one fire most."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+from saescope._progress import progress_bar
+from saescope.data import ContextConfig, Corpus, keep_mask, pack_contexts, special_ids
+from saescope.interpret.topk import StreamingTopK
+from saescope.models import LanguageModel, run_with_cache
+
+
+@torch.inference_mode()
+def top_neurons(
+    model: LanguageModel, prompt: str, site: str, position: int = -1, k: int = 10
+) -> list[tuple[int, float]]:
+    """The ``k`` units of ``site`` with the largest values at ``position`` of ``prompt``."""
+    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    acts = run_with_cache(model, ids, [site])[model.site(site).name][0, position].float()
+    values, indices = acts.topk(k)
+    return [(int(i), float(v)) for v, i in zip(values, indices, strict=True)]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One corpus position where a unit fired, with the text around it."""
+
+    activation: float
+    context: int
+    position: int
+    tokens: list[str]
+    """The window of tokens around the position (the firing token at ``focus``)."""
+    activations: list[float]
+    """The unit's value at each token of the window."""
+    focus: int
+
+
+@torch.inference_mode()
+def top_contexts(
+    model: LanguageModel,
+    site: str,
+    units: list[int],
+    corpus: Corpus,
+    tokens: int,
+    k: int = 10,
+    context: ContextConfig = ContextConfig(),
+    window: tuple[int, int] = (12, 4),
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[int, list[Example]]:
+    """For each unit, the ``k`` corpus positions (of the first ``tokens``) where it is largest.
+
+    One streaming pass; memory is (units x k) plus the token ids of the contexts read.
+    """
+    name = model.site(site).name
+    exclude = special_ids(model.tokenizer) if context.exclude_special else []
+    size = context.context_size
+    top = StreamingTopK(len(units), k)
+    stream = pack_contexts(corpus, model.tokenizer, context)
+    seen: list[torch.Tensor] = []
+    with progress_bar("tok", disable=not progress) as bar:
+        task = bar.add_task("scan", total=tokens)
+        while len(seen) * size < tokens:
+            batch = list(itertools.islice(stream, batch_size))
+            if not batch:
+                break
+            ids = torch.stack(batch)  # (B, T)
+            acts = run_with_cache(model, ids, [name])[name][..., units].float()  # (B, T, u)
+            acts[~keep_mask(ids, exclude).to(acts.device)] = float("-inf")
+            row_ids = torch.arange(len(seen) * size, (len(seen) + len(batch)) * size)
+            top.update(acts.reshape(-1, len(units)), row_ids)
+            seen.extend(batch)
+            bar.update(task, advance=ids.numel())
+    all_ids = torch.stack(seen)  # (contexts, T)
+    hits = {
+        u: [(float(v), int(r)) for v, r in zip(top.values[i], top.ids[i], strict=True) if r >= 0]
+        for i, u in enumerate(units)
+    }
+    needed = sorted({r // size for rows in hits.values() for _, r in rows})
+    windows = _rerun(model, name, units, all_ids, needed, batch_size)  # context -> (T, units)
+    return {
+        unit: [
+            _example(model, all_ids, windows, units.index(unit), v, r, size, window)
+            for v, r in rows
+        ]
+        for unit, rows in hits.items()
+    }
+
+
+def _rerun(
+    model: LanguageModel,
+    site: str,
+    units: list[int],
+    all_ids: torch.Tensor,
+    contexts: list[int],
+    batch_size: int,
+) -> dict[int, torch.Tensor]:
+    """The units' values over whole contexts, for the few contexts that made a top list."""
+    out: dict[int, torch.Tensor] = {}
+    for start in range(0, len(contexts), batch_size):
+        chunk = contexts[start : start + batch_size]
+        acts = run_with_cache(model, all_ids[chunk], [site])[site][..., units].float().cpu()
+        out |= dict(zip(chunk, acts, strict=True))
+    return out
+
+
+def _example(
+    model: LanguageModel,
+    all_ids: torch.Tensor,
+    acts: dict[int, torch.Tensor],
+    u: int,
+    value: float,
+    row: int,
+    size: int,
+    window: tuple[int, int],
+) -> Example:
+    ctx, pos = divmod(row, size)
+    lo, hi = max(0, pos - window[0]), min(size, pos + window[1] + 1)
+    tokens = [model.tokenizer.decode([int(t)]) for t in all_ids[ctx, lo:hi]]
+    return Example(value, ctx, pos, tokens, acts[ctx][lo:hi, u].tolist(), pos - lo)
