@@ -9,7 +9,7 @@ from saescope.activations import open_activations
 from saescope.models import load_model
 from saescope.sae import load_sae
 
-SUBCOMMANDS = ["quickstart", "capture", "train", "predict", "lens", "inspect", "sites"]
+SUBCOMMANDS = ["quickstart", "capture", "train", "predict", "lens", "neurons", "inspect", "sites"]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])

@@ -272,6 +272,61 @@ def cmd_lens(args: argparse.Namespace) -> None:
         print(f"heatmap written to {plot_logit_lens(lens, args.plot, k=args.top)}")
 
 
+def cmd_neurons(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from saescope.interpret.lens import predict
+    from saescope.interpret.neurons import top_contexts, top_neurons
+    from saescope.models import load_model
+    from saescope.steer import clamp_neurons
+
+    console = Console()
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    if args.prompt and args.unit is None:
+        table = Table(title=f"top units of {args.site} at position {args.position}")
+        table.add_column("unit", justify="right")
+        table.add_column("value", justify="right")
+        for unit, value in top_neurons(model, args.prompt, args.site, args.position, args.top):
+            table.add_row(str(unit), f"{value:.3f}")
+        console.print(table)
+    if args.unit is not None and args.clamp is not None:
+        if not args.prompt:
+            raise SaescopeError("--clamp needs --prompt")
+        before = predict(model, args.prompt).top(args.top)
+        with clamp_neurons(model, args.site, {args.unit: args.clamp}):
+            after = predict(model, args.prompt).top(args.top)
+        table = Table(title=f"next token, {args.site}:{args.unit} clamped to {args.clamp}")
+        table.add_column("clean")
+        table.add_column("clamped")
+        for (a, p), (b, q) in zip(before, after, strict=True):
+            table.add_row(f"{a!r} {p:.3f}", f"{b!r} {q:.3f}")
+        console.print(table)
+    if args.unit is not None and args.contexts:
+        from saescope.data import load_corpus
+
+        found = top_contexts(
+            model,
+            args.site,
+            [args.unit],
+            load_corpus(args.dataset),
+            tokens=args.tokens,
+            k=args.contexts,
+        )
+        console.print(
+            f"[bold]{args.site}:{args.unit}[/bold], top contexts in "
+            f"{args.tokens:,} tokens of {args.dataset}"
+        )
+        for example in found[args.unit]:
+            scale = max(max(example.activations), 1e-6)
+            line = Text(f"{example.activation:8.2f}  ")
+            for token, value in zip(example.tokens, example.activations, strict=True):
+                shade = int(255 * (1 - max(0.0, value) / scale))
+                line.append(token.replace("\n", "⏎"), style=f"on rgb(255,{shade},{shade})")
+            console.print(line)
+
+
 def _single_token(model, text: str) -> int:  # model: LanguageModel, imported lazily
     from saescope.errors import SaescopeError
 
@@ -527,6 +582,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--targets", help="comma-separated single tokens to track, e.g. ' high, low'")
     p.add_argument("--plot", help="write the heatmap to this .png")
+
+    p = add(
+        "neurons",
+        cmd_neurons,
+        "neurons: top ones on a prompt, top contexts, clamping",
+        "With --prompt: the units of --site (neurons at layers.<i>.mlp_act) with the largest "
+        "values at --position. With --unit and --contexts K: the K corpus contexts where "
+        "that unit fires most (one streaming pass over --tokens). With --unit, --clamp V "
+        "and --prompt: the next-token distribution with the unit clamped to V.",
+    )
+    _add_model_args(p)
+    p.add_argument("--site", default="layers.6.mlp_act", help="hook site (neurons: mlp_act)")
+    p.add_argument("--prompt")
+    p.add_argument("--position", type=int, default=-1)
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--unit", type=int, help="one neuron / unit index")
+    p.add_argument("--clamp", type=float, help="value to clamp --unit to")
+    p.add_argument("--contexts", type=int, default=0, metavar="K", help="show K top contexts")
+    p.add_argument("--tokens", type=int, default=50_000, help="corpus tokens to scan")
+    p.add_argument("--dataset", default="default")
 
     p = add(
         "inspect",
