@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,10 +51,13 @@ def top_contexts(
     window: tuple[int, int] = (12, 4),
     batch_size: int = 16,
     progress: bool = True,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[int, list[Example]]:
     """For each unit, the ``k`` corpus positions (of the first ``tokens``) where it is largest.
 
-    One streaming pass; memory is (units x k) plus the token ids of the contexts read.
+    Units index the site's activations, or ``encode(activations)`` when given (e.g. an SAE's
+    dense latents: ``lambda a: sae.encode_dense(a)``). One streaming pass; memory is
+    (units x k) plus the token ids of the contexts read.
     """
     name = model.site(site).name
     exclude = special_ids(model.tokenizer) if context.exclude_special else []
@@ -68,7 +72,7 @@ def top_contexts(
             if not batch:
                 break
             ids = torch.stack(batch)  # (B, T)
-            acts = run_with_cache(model, ids, [name])[name][..., units].float()  # (B, T, u)
+            acts = _units(run_with_cache(model, ids, [name])[name], units, encode)  # (B, T, u)
             acts[~keep_mask(ids, exclude).to(acts.device)] = float("-inf")
             row_ids = torch.arange(len(seen) * size, (len(seen) + len(batch)) * size)
             top.update(acts.reshape(-1, len(units)), row_ids)
@@ -80,7 +84,7 @@ def top_contexts(
         for i, u in enumerate(units)
     }
     needed = sorted({r // size for rows in hits.values() for _, r in rows})
-    windows = _rerun(model, name, units, all_ids, needed, batch_size)  # context -> (T, units)
+    windows = _rerun(model, name, units, all_ids, needed, batch_size, encode)  # ctx -> (T, u)
     return {
         unit: [
             _example(model, all_ids, windows, units.index(unit), v, r, size, window)
@@ -90,6 +94,12 @@ def top_contexts(
     }
 
 
+def _units(
+    acts: torch.Tensor, units: list[int], encode: Callable[[torch.Tensor], torch.Tensor] | None
+) -> torch.Tensor:
+    return (acts if encode is None else encode(acts.float()))[..., units].float()
+
+
 def _rerun(
     model: LanguageModel,
     site: str,
@@ -97,12 +107,13 @@ def _rerun(
     all_ids: torch.Tensor,
     contexts: list[int],
     batch_size: int,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> dict[int, torch.Tensor]:
     """The units' values over whole contexts, for the few contexts that made a top list."""
     out: dict[int, torch.Tensor] = {}
     for start in range(0, len(contexts), batch_size):
         chunk = contexts[start : start + batch_size]
-        acts = run_with_cache(model, all_ids[chunk], [site])[site][..., units].float().cpu()
+        acts = _units(run_with_cache(model, all_ids[chunk], [site])[site], units, encode).cpu()
         out |= dict(zip(chunk, acts, strict=True))
     return out
 

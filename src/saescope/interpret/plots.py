@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from saescope.errors import SaescopeError
 from saescope.interpret.lens import LogitLens
 
@@ -53,5 +55,31 @@ def plot_logit_lens(lens: LogitLens, path: str | Path, k: int = 5) -> Path:
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def plot_pictures(vectors: dict[str, Tensor], path: str | Path, title: str = "") -> Path:
+    """Each vector as a near-square image (diverging colours, symmetric per image), in a row."""
+    from saescope.interpret.pictures import to_grid
+
+    plt = _pyplot()
+    n = len(vectors)
+    cols = min(n, 6)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, vector) in zip(axes.flat, vectors.items(), strict=False):
+        grid = to_grid(vector)
+        limit = float(grid.nan_to_num(0).abs().max()) or 1.0
+        ax.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        nonzero = int((vector != 0).sum())
+        ax.set_title(f"{name}\n{tuple(grid.shape)}, {nonzero} non-zero", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
