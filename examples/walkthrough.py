@@ -10,6 +10,8 @@ Writes:
                          (and the SAE's latents, sparse, next to the dense vector if --sae)
   neuron.md              a layer-6 MLP neuron's top corpus contexts (and an SAE feature's, if
                          --sae) and what clamping the neuron does to the prediction
+  doubt_neuron.md        the neuron whose clamping most raises ' questionable' (found by its
+                         direct logit effect, then tried), its effect and its top contexts
 Everything here is computed by the run; nothing is typed by hand.
 """
 
@@ -45,6 +47,53 @@ def examples_md(title: str, examples: list[Example]) -> str:
         text = "".join(f"**[{t}]**" if i == e.focus else t for i, t in enumerate(e.tokens))
         out.append(f"- {e.activation:.2f}: {text!r}")
     return "\n".join(out) + "\n\n"
+
+
+@torch.inference_mode()
+def doubt_neuron(model, corpus, tokens: int, target: str = " questionable") -> str:
+    """Among late MLP neurons, the one that most raises ``target`` when clamped to 10.
+
+    Candidates: per layer, the 3 neurons whose down-projection column, through Gemma's
+    post-MLP and final norm weights and the unembedding, most favours ``target`` over the
+    model's top token. Each is clamped and the prediction re-run; the best is reported."""
+    clean = predict(model, PROMPT)
+    tq = model.tokenizer(target, add_special_tokens=False)["input_ids"][0]
+    top_id = int(clean.probs.argmax())
+    direction = (model.hf.lm_head.weight[tq] - model.hf.lm_head.weight[top_id]).float()
+    direction = direction * (1 + model.hf.model.norm.weight.float())
+    trials = []
+    for layer in range(model.n_layers // 2, model.n_layers):
+        block = model.layers[layer]
+        columns = (
+            block.mlp.down_proj.weight.float()
+            * (1 + block.post_feedforward_layernorm.weight.float())[:, None]
+        )
+        for unit in (columns.t() @ direction).topk(3).indices.tolist():
+            with clamp_neurons(model, f"layers.{layer}.mlp_act", {unit: 10.0}):
+                trials.append((float(predict(model, PROMPT).probs[tq]), layer, unit))
+    p, layer, unit = max(trials)
+    site = f"layers.{layer}.mlp_act"
+    md = [
+        f"# The '{target.strip()}' neuron: {site}:{unit}\n",
+        f"{len(trials)} candidates tried; clamped to 10 it moves p({target!r}) after "
+        f"{PROMPT!r} from {float(clean.probs[tq]):.3f} to {p:.3f}.\n",
+    ]
+    for value in (-10.0, 10.0, 40.0):
+        with clamp_neurons(model, site, {unit: value}):
+            clamped = predict(model, PROMPT).top(5)
+        md.append(
+            f"Clamped to {value}:\n\n"
+            + table(
+                [
+                    [f"{a!r} {x:.3f}", f"{b!r} {y:.3f}"]
+                    for (a, x), (b, y) in zip(clean.top(5), clamped, strict=True)
+                ],
+                ["clean", "clamped"],
+            )
+        )
+    found = top_contexts(model, site, [unit], corpus, tokens=tokens, k=12)
+    md.append(examples_md(f"where it fires most in {tokens:,} corpus tokens", found[unit]))
+    return "\n".join(md)
 
 
 def main() -> None:
@@ -123,6 +172,7 @@ def main() -> None:
             )
         )
     (out / "neuron.md").write_text("\n".join(md))
+    (out / "doubt_neuron.md").write_text(doubt_neuron(model, corpus, args.tokens))
     print(f"wrote {sorted(p.name for p in out.iterdir())} to {out}")
 
 
