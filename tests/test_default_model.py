@@ -55,3 +55,25 @@ def test_logit_lens_on_the_default_model(gemma) -> None:
     assert len(lens.stages) == 1 + 2 * 18
     assert lens.top(1)[-1][0][0] == " important"  # the last stage is the model's prediction
     assert lens.top(1)[0][0][0] == " very"  # the embedding stage reads back the input token
+
+
+def test_walkthrough_example_writes_its_outputs(gemma, tmp_path, monkeypatch) -> None:
+    import runpy
+    import sys
+    from pathlib import Path
+
+    import saescope.models
+
+    monkeypatch.setattr(saescope.models, "load_model", lambda name: gemma)
+    script = Path(__file__).parents[1] / "examples" / "walkthrough.py"
+    monkeypatch.setattr(sys, "argv", ["walkthrough.py", "--out", str(tmp_path), "--tokens", "2000"])
+    runpy.run_path(str(script), run_name="__main__")
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "prediction.md",
+        "logit_lens.png",
+        "residual.png",
+        "neuron.md",
+        "doubt_neuron.md",
+    } <= written
+    assert "' important'" in (tmp_path / "prediction.md").read_text()

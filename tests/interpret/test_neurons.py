@@ -74,3 +74,13 @@ def test_pictures_round_trip(n, shape) -> None:
     grid = to_grid(vector)
     assert grid.shape == shape
     torch.testing.assert_close(from_grid(grid, n), vector)
+
+
+def test_residual_vectors_equal_hidden_states(model, tokenizer) -> None:
+    from saescope.interpret.pictures import residual_vectors
+
+    vectors = residual_vectors(model, "Bridges span rivers", layers=[0, 1])
+    ids = tokenizer("Bridges span rivers", return_tensors="pt")["input_ids"]
+    hidden = model.hf(ids, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(vectors["embed"], hidden[0][0, -1])
+    torch.testing.assert_close(vectors["layers.1"], hidden[2][0, -1])
