@@ -1,0 +1,91 @@
+"""The ``saescope`` command line: parse arguments, call one library function, render the result.
+
+One module per group of commands; each has a ``register(sub)`` that adds its subparsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from saescope import __version__
+from saescope.cli import activations, model, train
+from saescope.cli.common import add_command
+from saescope.errors import SaescopeError
+
+log = logging.getLogger("saescope")
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from saescope.quickstart import run_quickstart
+
+    run_quickstart(Path(args.out), tokens=args.tokens, site=args.site, epochs=args.epochs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saescope",
+        description="Sparse autoencoders on any Hugging Face causal LM: capture activations at "
+        "a hook site, train SAEs, evaluate, interpret, steer.",
+        epilog="Start with `saescope quickstart`. Sites are spelled layers.<i>.<kind> with kind "
+        "in resid_pre, attn_out, mlp_act, mlp_out, resid_post (TransformerLens "
+        "blocks.<i>.hook_resid_post is accepted).",
+    )
+    parser.add_argument("--version", action="version", version=f"saescope {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = add_command(
+        sub,
+        "quickstart",
+        cmd_quickstart,
+        "run every stage on the embedded default model",
+        "Run the whole pipeline on Gemma 3 270M and the offline corpus (no network): "
+        "capture activations at one site into a cache, train a TopK SAE (width 8192, k=32) "
+        "on them and score it on held-out tokens. The first run converts the model from "
+        "GGUF once (about a minute). Reruns reuse what is done. Prints where every output is.",
+    )
+    p.add_argument("--out", default="saescope-out", help="directory for every output")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=524_288,
+        help="training tokens to capture (one more shard, ~65k tokens, is held out)",
+    )
+    p.add_argument("--site", default="layers.6.resid_post", help="hook site")
+    p.add_argument("--epochs", type=int, default=2, help="passes over the training tokens")
+    for group in (activations, train, model):
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, show_time=False)],
+    )
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        args.handler(args)
+    except SaescopeError as err:
+        log.error("%s", err)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; a capture can continue with --resume")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

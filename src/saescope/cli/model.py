@@ -1,0 +1,228 @@
+"""Commands that look inside a model: ``sites``, ``predict``, ``lens``, ``neurons``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from saescope.cli.common import add_command, add_model_args
+from saescope.errors import SaescopeError
+
+
+def cmd_sites(args: argparse.Namespace) -> None:
+    from saescope.models import SITE_KINDS, load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    print(
+        f"{model.name}: {model.hf.config.model_type} (family {model.family.name}), "
+        f"{model.n_layers} layers"
+    )
+    for kind in SITE_KINDS:
+        site = model.site(f"layers.0.{kind}")
+        print(
+            f"  layers.{{0..{model.n_layers - 1}}}.{kind:<11} d={model.site_dim(site):<6} "
+            f"(TransformerLens: {site.tl_name.replace('blocks.0', 'blocks.<i>')})"
+        )
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saescope.interpret.lens import continue_text, predict
+    from saescope.models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    prediction = predict(model, args.prompt)
+    table = Table(title=f"next token after {args.prompt!r}")
+    table.add_column("#", justify="right")
+    table.add_column("token")
+    table.add_column("probability", justify="right")
+    for i, (token, p) in enumerate(prediction.top(args.top), 1):
+        table.add_row(str(i), repr(token), f"{p:.4f}")
+    console = Console()
+    console.print(table)
+    for i in range(args.samples if args.sample else 1):
+        if args.continue_tokens:
+            text = continue_text(
+                model,
+                args.prompt,
+                args.continue_tokens,
+                sample=args.sample,
+                seed=args.seed + i,
+                temperature=args.temperature,
+            )
+            console.print(f"[bold]{args.prompt}[/bold]{text}", highlight=False)
+
+
+def cmd_lens(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saescope.interpret.lens import logit_lens
+    from saescope.models import load_model
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    lens = logit_lens(model, args.prompt, position=args.position)
+    targets = [t for t in (args.targets or "").split(",") if t]
+    target_ids = [_single_token(model, t) for t in targets]
+    probs, ranks = lens.track(target_ids) if targets else (None, None)
+    table = Table(
+        title=f"logit lens at {lens.prompt_tokens[lens.position]!r} (position {lens.position})"
+    )
+    table.add_column("stage", no_wrap=True)
+    table.add_column(f"top {args.top}")
+    for t in targets:
+        table.add_column(f"{t!r} p / rank", justify="right")
+    for s, (stage, row) in enumerate(zip(lens.stages, lens.top(args.top), strict=True)):
+        cells = (
+            [f"{p:.2f} / {int(r)}" for p, r in zip(probs[s], ranks[s], strict=True)]
+            if (probs is not None and ranks is not None)
+            else []
+        )
+        table.add_row(stage, "  ".join(f"{tok!r} {p:.2f}" for tok, p in row), *cells)
+    Console().print(table)
+    if args.plot:
+        from saescope.interpret.plots import plot_logit_lens
+
+        print(f"heatmap written to {plot_logit_lens(lens, args.plot, k=args.top)}")
+
+
+def cmd_neurons(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from saescope.interpret.lens import predict
+    from saescope.interpret.neurons import top_contexts, top_neurons
+    from saescope.models import load_model
+    from saescope.steer import clamp_neurons
+
+    console = Console()
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    if args.prompt and args.unit is None:
+        table = Table(title=f"top units of {args.site} at position {args.position}")
+        table.add_column("unit", justify="right")
+        table.add_column("value", justify="right")
+        for unit, value in top_neurons(model, args.prompt, args.site, args.position, args.top):
+            table.add_row(str(unit), f"{value:.3f}")
+        console.print(table)
+    if args.unit is not None and args.clamp is not None:
+        if not args.prompt:
+            raise SaescopeError("--clamp needs --prompt")
+        before = predict(model, args.prompt).top(args.top)
+        with clamp_neurons(model, args.site, {args.unit: args.clamp}):
+            after = predict(model, args.prompt).top(args.top)
+        table = Table(title=f"next token, {args.site}:{args.unit} clamped to {args.clamp}")
+        table.add_column("clean")
+        table.add_column("clamped")
+        for (a, p), (b, q) in zip(before, after, strict=True):
+            table.add_row(f"{a!r} {p:.3f}", f"{b!r} {q:.3f}")
+        console.print(table)
+    if args.unit is not None and args.contexts:
+        from saescope.data import load_corpus
+
+        found = top_contexts(
+            model,
+            args.site,
+            [args.unit],
+            load_corpus(args.dataset),
+            tokens=args.tokens,
+            k=args.contexts,
+        )
+        console.print(
+            f"[bold]{args.site}:{args.unit}[/bold], top contexts in "
+            f"{args.tokens:,} tokens of {args.dataset}"
+        )
+        for example in found[args.unit]:
+            scale = max(max(example.activations), 1e-6)
+            line = Text(f"{example.activation:8.2f}  ")
+            for token, value in zip(example.tokens, example.activations, strict=True):
+                shade = int(255 * (1 - max(0.0, value) / scale))
+                line.append(token.replace("\n", "⏎"), style=f"on rgb(255,{shade},{shade})")
+            console.print(line)
+
+
+def _single_token(model: Any, text: str) -> int:  # model: LanguageModel
+    from saescope.errors import SaescopeError
+
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise SaescopeError(
+            f"target {text!r} is {len(ids)} tokens; give single tokens "
+            "(mind the leading space: ' high')"
+        )
+    return int(ids[0])
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "sites",
+        cmd_sites,
+        "list a model's hook sites and their widths",
+        "Load a model and list the hook sites saescope can read and edit in it.",
+    )
+    add_model_args(p)
+
+    p = add_command(
+        sub,
+        "predict",
+        cmd_predict,
+        "the next-token distribution after a prompt",
+        "Print the model's top next tokens with probabilities (its own final soft-capping "
+        "included) and, with --continue N, a greedy or sampled continuation.",
+    )
+    add_model_args(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--top", type=int, default=10, help="how many tokens to list")
+    p.add_argument(
+        "--continue",
+        dest="continue_tokens",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also generate N tokens",
+    )
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--samples", type=int, default=1, help="with --sample: how many rollouts")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add_command(
+        sub,
+        "lens",
+        cmd_lens,
+        "the logit lens: the prediction forming layer by layer",
+        "Read the residual stream at one position through the model's final norm and "
+        "unembedding after the embeddings and after every attention and MLP block, and "
+        "show the top tokens at each stage; --targets tracks chosen tokens' probability "
+        "and rank; --plot writes a heatmap.",
+    )
+    add_model_args(p)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--position", type=int, default=-1, help="token position (default: last)")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--targets", help="comma-separated single tokens to track, e.g. ' high, low'")
+    p.add_argument("--plot", help="write the heatmap to this .png")
+
+    p = add_command(
+        sub,
+        "neurons",
+        cmd_neurons,
+        "neurons: top ones on a prompt, top contexts, clamping",
+        "With --prompt: the units of --site (neurons at layers.<i>.mlp_act) with the largest "
+        "values at --position. With --unit and --contexts K: the K corpus contexts where "
+        "that unit fires most (one streaming pass over --tokens). With --unit, --clamp V "
+        "and --prompt: the next-token distribution with the unit clamped to V.",
+    )
+    add_model_args(p)
+    p.add_argument("--site", default="layers.6.mlp_act", help="hook site (neurons: mlp_act)")
+    p.add_argument("--prompt")
+    p.add_argument("--position", type=int, default=-1)
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--unit", type=int, help="one neuron / unit index")
+    p.add_argument("--clamp", type=float, help="value to clamp --unit to")
+    p.add_argument("--contexts", type=int, default=0, metavar="K", help="show K top contexts")
+    p.add_argument("--tokens", type=int, default=50_000, help="corpus tokens to scan")
+    p.add_argument("--dataset", default="default")
