@@ -1,5 +1,6 @@
-"""Metrics of SAEs: reconstruction on held-out activations (more in later issues)."""
+"""Metrics of SAEs: reconstruction on held-out activations, and the SAE spliced into the model."""
 
 from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
+from saescope.evaluate.splice import SplicedStats, spliced_stats
 
-__all__ = ["ReconstructionStats", "reconstruction_stats"]
+__all__ = ["ReconstructionStats", "SplicedStats", "reconstruction_stats", "spliced_stats"]

@@ -1,0 +1,133 @@
+"""The SAE in the loop: next-token loss with the SAE's reconstruction spliced in at its site.
+
+For each batch of contexts: the clean forward, the spliced forward (the site's value replaced by
+the SAE's reconstruction at every kept position; BOS, padding and special positions keep their
+own value), and optionally zero- and mean-ablation of the site. Then
+
+    loss recovered = (CE_zero - CE_spliced) / (CE_zero - CE_clean)
+    delta loss     = CE_spliced - CE_clean
+    KL             = KL(clean || spliced) over next-token distributions, per position.
+
+Losses count positions whose prediction and target are both ordinary tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel, edit_sites
+from saescope.sae import SAE
+
+
+@dataclass(frozen=True)
+class SplicedStats:
+    tokens: int
+    """Positions the losses average over."""
+    ce_clean: float
+    ce_spliced: float
+    kl: float
+    ce_zero: float | None = None
+    ce_mean: float | None = None
+
+    @property
+    def delta_loss(self) -> float:
+        return self.ce_spliced - self.ce_clean
+
+    @property
+    def loss_recovered(self) -> float | None:
+        if self.ce_zero is None:
+            return None
+        gap = self.ce_zero - self.ce_clean
+        return (self.ce_zero - self.ce_spliced) / gap if gap else float("nan")
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self) | {"delta_loss": self.delta_loss, "loss_recovered": self.loss_recovered}
+
+
+def _replace_kept(keep: Tensor, make: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """A site function putting ``make(x)`` at kept positions and leaving the rest as they were."""
+
+    def fn(x: Tensor) -> Tensor:  # (B, T, d)
+        mask = keep.to(x.device).unsqueeze(-1)
+        return torch.where(mask, make(x).to(x.dtype), x)
+
+    return fn
+
+
+def reconstruct_with(sae: SAE) -> Callable[[Tensor], Tensor]:
+    def make(x: Tensor) -> Tensor:
+        out = sae(x.to(sae.W_enc.device, torch.float32)).x_hat
+        return out.to(x.device)
+
+    return make
+
+
+@torch.inference_mode()
+def spliced_stats(
+    model: LanguageModel,
+    sae: SAE,
+    site: str,
+    batches: Iterable[Tensor],
+    keep_fn: Callable[[Tensor], Tensor],
+    ablations: bool = True,
+) -> SplicedStats:
+    """Losses over ``batches`` of token ids (B, T); ``keep_fn(ids)`` gives the kept positions."""
+    parsed = model.site(site)
+    if model.site_dim(parsed) != sae.cfg.d_in:
+        raise SaescopeError(
+            f"SAE expects d_in={sae.cfg.d_in}, {parsed.name} of {model.name} has width "
+            f"{model.site_dim(parsed)}; was it trained on another site or model?"
+        )
+    sums = {"clean": 0.0, "spliced": 0.0, "kl": 0.0, "zero": 0.0, "mean": 0.0}
+    count = 0
+    for ids in batches:
+        ids = ids.to(model.device)
+        keep = keep_fn(ids.cpu()).to(model.device)  # (B, T)
+        scored = keep[:, :-1] & keep[:, 1:]  # prediction made at a kept position of a kept token
+        targets = ids[:, 1:]
+        mean = torch.zeros(model.site_dim(parsed))  # the site's mean over this batch, for ablation
+        with edit_sites(model, [(parsed, lambda x, k=keep, m=mean: _record_mean(x, k, m))]):
+            clean = _logits(model, ids)
+        variants = {"spliced": _replace_kept(keep, reconstruct_with(sae))}
+        if ablations:
+            variants["zero"] = _replace_kept(keep, torch.zeros_like)
+            variants["mean"] = _replace_kept(keep, lambda x, m=mean: m.to(x).expand_as(x))
+        clean_lp = clean.log_softmax(-1)
+        sums["clean"] += float(_ce(clean_lp, targets, scored))
+        for name, fn in variants.items():
+            with edit_sites(model, [(parsed, fn)]):
+                lp = _logits(model, ids).log_softmax(-1)
+            sums[name] += float(_ce(lp, targets, scored))
+            if name == "spliced":
+                kl = (clean_lp.exp() * (clean_lp - lp)).sum(-1)[:, :-1]
+                sums["kl"] += float(kl[scored].sum())
+        count += int(scored.sum())
+    if count == 0:
+        raise SaescopeError("no scored positions: the data is empty or every token is special")
+    return SplicedStats(
+        count,
+        sums["clean"] / count,
+        sums["spliced"] / count,
+        sums["kl"] / count,
+        sums["zero"] / count if ablations else None,
+        sums["mean"] / count if ablations else None,
+    )
+
+
+def _logits(model: LanguageModel, ids: Tensor) -> Tensor:
+    return model.hf(input_ids=ids, use_cache=False).logits.float()  # (B, T, vocab)
+
+
+def _ce(logprobs: Tensor, targets: Tensor, scored: Tensor) -> Tensor:
+    """Summed next-token cross-entropy over scored positions."""
+    nll = -logprobs[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+    return nll[scored].sum()
+
+
+def _record_mean(x: Tensor, keep: Tensor, out: Tensor) -> None:
+    out.copy_(x[keep.to(x.device)].float().mean(0).cpu())
