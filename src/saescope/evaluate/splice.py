@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -91,12 +92,12 @@ def spliced_stats(
         scored = keep[:, :-1] & keep[:, 1:]  # prediction made at a kept position of a kept token
         targets = ids[:, 1:]
         mean = torch.zeros(model.site_dim(parsed))  # the site's mean over this batch, for ablation
-        with edit_sites(model, [(parsed, lambda x, k=keep, m=mean: _record_mean(x, k, m))]):
+        with edit_sites(model, [(parsed, partial(_record_mean, keep=keep, out=mean))]):
             clean = _logits(model, ids)
         variants = {"spliced": _replace_kept(keep, reconstruct_with(sae))}
         if ablations:
             variants["zero"] = _replace_kept(keep, torch.zeros_like)
-            variants["mean"] = _replace_kept(keep, lambda x, m=mean: m.to(x).expand_as(x))
+            variants["mean"] = _replace_kept(keep, partial(_broadcast, mean))
         clean_lp = clean.log_softmax(-1)
         sums["clean"] += float(_ce(clean_lp, targets, scored))
         for name, fn in variants.items():
@@ -127,6 +128,10 @@ def _ce(logprobs: Tensor, targets: Tensor, scored: Tensor) -> Tensor:
     """Summed next-token cross-entropy over scored positions."""
     nll = -logprobs[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
     return nll[scored].sum()
+
+
+def _broadcast(mean: Tensor, x: Tensor) -> Tensor:
+    return mean.to(x).expand_as(x)
 
 
 def _record_mean(x: Tensor, keep: Tensor, out: Tensor) -> None:
