@@ -9,7 +9,17 @@ from saescope.activations import open_activations
 from saescope.models import load_model
 from saescope.sae import load_sae
 
-SUBCOMMANDS = ["quickstart", "capture", "train", "predict", "lens", "neurons", "inspect", "sites"]
+SUBCOMMANDS = [
+    "quickstart",
+    "capture",
+    "train",
+    "eval",
+    "predict",
+    "lens",
+    "neurons",
+    "inspect",
+    "sites",
+]
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
@@ -107,6 +117,41 @@ def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
     sae = load_sae(run / "topk-w64-k4")
     assert sae.cfg.metadata.hook_name == "blocks.1.hook_resid_post" and sae.cfg.d_in == 64
     assert cli.main(train) == 2  # a finished run is not overwritten without --resume
+
+    report = tmp_path / "report"
+    saes = [str(run / "topk-w64-k4"), str(run / "relu-w64")]
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--sae",
+                *saes,
+                "--acts",
+                str(out),
+                "--model",
+                str(model_dir),
+                "--dtype",
+                "fp32",
+                "--tokens",
+                "128",
+                "--loss-tokens",
+                "64",
+                "--context-size",
+                "32",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["format"] == "saescope.eval/1" and set(metrics["saes"]) == {
+        "topk-w64-k4",
+        "relu-w64",
+    }
+    spliced = metrics["saes"]["topk-w64-k4"]["spliced"]
+    assert spliced["ce_clean"] > 0 and spliced["loss_recovered"] is not None
+    assert "data:image/png;base64" in (report / "report.html").read_text()
 
 
 def test_predict_and_lens_from_the_command_line(model_dir, tmp_path, capsys) -> None:

@@ -1,15 +1,22 @@
-"""Reconstruction metrics over a stream of activation batches, accumulated exactly."""
+"""Reconstruction and latent statistics over a stream of activation batches, in one pass.
+
+Everything is accumulated exactly (float64 sums), so the result does not depend on batching:
+FVU = SSE / (sum ||x||^2 - N ||mean||^2) with the mean over all rows.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from saescope.errors import SaescopeError
 from saescope.sae import SAE
+
+DENSE_THRESHOLD = 0.1
+"""A latent firing on more than this fraction of tokens counts as dense."""
 
 
 @dataclass(frozen=True)
@@ -20,36 +27,95 @@ class ReconstructionStats:
     explained_variance: float
     mse: float
     """Mean over rows of the summed squared error."""
+    cosine: float
+    """Mean cosine similarity between x and its reconstruction."""
+    l2_ratio: float
+    """Mean ||x_hat|| / ||x||: below 1 means shrinkage."""
+    relative_reconstruction_bias: float
+    """E||x_hat||^2 / E[x_hat . x] (Rajamanoharan et al. 2024): 1 is unbiased, < 1 shrinks."""
     l0: float
     dead_fraction: float
     """Latents that fired on none of the rows."""
+    dense_fraction: float
+    """Latents that fired on more than 10% of the rows."""
+    firing_counts: Tensor = field(repr=False)
+    """(d_sae,) rows on which each latent fired."""
+    l0_counts: Tensor = field(repr=False)
+    """(max L0 + 1,) how many rows had each L0."""
+    activations: Tensor = field(repr=False)
+    """A sample of non-zero latent activations (at most 200,000), for their distribution."""
+
+    @property
+    def log10_density(self) -> Tensor:
+        return torch.log10(self.firing_counts.double() / self.tokens).float()
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        keep = (
+            "tokens",
+            "fvu",
+            "explained_variance",
+            "mse",
+            "cosine",
+            "l2_ratio",
+            "relative_reconstruction_bias",
+            "l0",
+            "dead_fraction",
+            "dense_fraction",
+        )
+        return {k: getattr(self, k) for k in keep}
 
 
 @torch.no_grad()
-def reconstruction_stats(sae: SAE, batches: Iterable[Tensor]) -> ReconstructionStats:
-    """FVU, MSE, L0 and dead fraction of ``sae`` over ``batches`` of raw activations (B, d).
-
-    The variance is taken around the mean of all rows (two accumulators, one pass): FVU =
-    SSE / (sum ||x||^2 - N ||mean||^2), computed in float64.
-    """
-    sse = sq = l0 = 0.0
+def reconstruction_stats(
+    sae: SAE, batches: Iterable[Tensor], sample: int = 200_000
+) -> ReconstructionStats:
+    """Metrics of ``sae`` over ``batches`` of raw activations (B, d_in)."""
+    acc = {k: 0.0 for k in ("sse", "sq", "cos", "ratio", "hat_sq", "dot")}
     n = 0
     total = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
-    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    counts = torch.zeros(sae.cfg.d_sae, dtype=torch.long)
+    l0_counts = torch.zeros(1, dtype=torch.long)
+    values: list[Tensor] = []
+    kept = 0
     for x in batches:
         x = x.to(sae.W_enc.device, torch.float32)
         out = sae(x)
-        sse += float((x - out.x_hat).double().pow(2).sum())
-        sq += float(x.double().pow(2).sum())
-        total += x.double().sum(0).cpu()
-        l0 += float(out.latents.l0().sum())
-        fired[out.latents.indices[out.latents.values > 0].cpu()] = True
+        x64, hat = x.double(), out.x_hat.double()
+        acc["sse"] += float((x64 - hat).pow(2).sum())
+        acc["sq"] += float(x64.pow(2).sum())
+        acc["cos"] += float(torch.nn.functional.cosine_similarity(x64, hat, dim=-1).sum())
+        acc["ratio"] += float((hat.norm(dim=-1) / x64.norm(dim=-1).clamp_min(1e-12)).sum())
+        acc["hat_sq"] += float(hat.pow(2).sum())
+        acc["dot"] += float((hat * x64).sum())
+        total += x64.sum(0).cpu()
+        active = out.latents.values > 0
+        counts += torch.bincount(out.latents.indices[active].cpu(), minlength=sae.cfg.d_sae)
+        per_row = torch.bincount(out.latents.rows[active].cpu(), minlength=len(x))
+        hist = torch.bincount(per_row)
+        if len(hist) > len(l0_counts):
+            l0_counts = torch.cat([l0_counts, l0_counts.new_zeros(len(hist) - len(l0_counts))])
+        l0_counts[: len(hist)] += hist
+        if kept < sample:
+            values.append(out.latents.values[active][: sample - kept].float().cpu())
+            kept += len(values[-1])
         n += len(x)
     if n == 0:
         raise SaescopeError("no activations to evaluate on")
-    variance = sq - float(total.pow(2).sum()) / n
-    fvu = sse / max(variance, 1e-12)
-    return ReconstructionStats(n, fvu, 1 - fvu, sse / n, l0 / n, float((~fired).float().mean()))
+    variance = acc["sq"] - float(total.pow(2).sum()) / n
+    fvu = acc["sse"] / max(variance, 1e-12)
+    density = counts.double() / n
+    return ReconstructionStats(
+        tokens=n,
+        fvu=fvu,
+        explained_variance=1 - fvu,
+        mse=acc["sse"] / n,
+        cosine=acc["cos"] / n,
+        l2_ratio=acc["ratio"] / n,
+        relative_reconstruction_bias=acc["hat_sq"] / acc["dot"] if acc["dot"] else float("nan"),
+        l0=float(counts.sum()) / n,
+        dead_fraction=float((counts == 0).double().mean()),
+        dense_fraction=float((density > DENSE_THRESHOLD).double().mean()),
+        firing_counts=counts,
+        l0_counts=l0_counts,
+        activations=torch.cat(values),
+    )

@@ -1,0 +1,60 @@
+"""``saescope eval``: metrics and the HTML report for one or more SAEs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from saescope.cli.common import add_command, add_data_args, context_config
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from saescope import pipeline
+
+    model = None
+    if args.model:
+        from saescope.models import load_model
+
+        model = load_model(args.model, dtype=args.dtype, device=args.device)
+    corpus = None
+    if model is not None:
+        from saescope.data import load_corpus
+
+        corpus = load_corpus(args.dataset, text_field=args.text_field)
+    report = pipeline.evaluate_saes(
+        args.sae,
+        args.out,
+        cache_dir=args.acts,
+        model=model,
+        corpus=corpus,
+        context=context_config(args),
+        tokens=args.tokens,
+        loss_tokens=args.loss_tokens,
+        ablations=not args.no_ablations,
+    )
+    print(f"metrics: {report.parent / 'metrics.json'}\nreport:  {report}")
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "eval",
+        cmd_eval,
+        "evaluate SAEs: reconstruction, spliced loss, latent statistics, HTML report",
+        "Score one or more SAEs: FVU, explained variance, cosine, L2 ratio, relative "
+        "reconstruction bias, L0 and its distribution, dead and dense latents, firing "
+        "densities (on --tokens rows of a cache: its last shards, which `train --holdout` "
+        "keeps out), and with --model the next-token loss with each SAE spliced in, against "
+        "the clean model and zero and mean ablation (loss recovered, delta loss, KL). "
+        "Writes OUT/metrics.json and OUT/report.html.",
+    )
+    p.add_argument("--sae", nargs="+", required=True, help="SAE directories")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--acts", help="activation cache to measure reconstruction on")
+    p.add_argument("--model", help="model to splice the SAEs into (e.g. gemma-3-270m)")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tokens", type=int, default=65_536, help="reconstruction rows")
+    p.add_argument("--loss-tokens", type=int, default=8_192, help="tokens for the spliced loss")
+    p.add_argument("--no-ablations", action="store_true", help="skip zero/mean ablation runs")
+    add_data_args(p)

@@ -1,0 +1,156 @@
+"""The evaluation report: ``metrics.json`` (versioned keys) and ``report.html`` (self-contained,
+plots embedded), readable offline without a notebook."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saescope.errors import SaescopeError
+from saescope.evaluate.reconstruction import ReconstructionStats
+from saescope.evaluate.splice import SplicedStats
+
+FORMAT = "saescope.eval/1"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    name: str
+    path: str
+    architecture: str
+    d_sae: int
+    site: str | None
+    reconstruction: ReconstructionStats
+    spliced: SplicedStats | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "architecture": self.architecture,
+            "d_sae": self.d_sae,
+            "site": self.site,
+            "reconstruction": self.reconstruction.to_dict(),
+            "spliced": self.spliced.to_dict() if self.spliced else None,
+        }
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise SaescopeError("the report needs matplotlib: pip install 'saescope[plots]'") from err
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _histograms(result: EvalResult) -> list[str]:
+    plt = _pyplot()
+    r = result.reconstruction
+    figures = []
+    fig, ax = plt.subplots(figsize=(5, 3))
+    alive = r.log10_density[r.firing_counts > 0]
+    ax.hist(alive.numpy(), bins=60, color="#3b6ea5")
+    ax.set(
+        xlabel="log10 firing density",
+        ylabel="latents",
+        title=f"feature density ({int((r.firing_counts == 0).sum())} dead not shown)",
+    )
+    figures.append(_png(fig))
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(range(len(r.l0_counts)), r.l0_counts.numpy(), color="#6a9f58", width=1.0)
+    ax.set(xlabel="active latents per token (L0)", ylabel="tokens", title=f"L0, mean {r.l0:.1f}")
+    figures.append(_png(fig))
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(r.activations.numpy(), bins=60, color="#b5651d", log=True)
+    ax.set(xlabel="activation (non-zero)", ylabel="count", title="activation magnitudes")
+    figures.append(_png(fig))
+    return figures
+
+
+def _pareto(results: list[EvalResult]) -> list[str]:
+    plt = _pyplot()
+    figures = []
+    for label, value in (
+        ("FVU", lambda r: r.reconstruction.fvu),
+        ("delta loss", lambda r: r.spliced.delta_loss if r.spliced else None),
+    ):
+        points = [(r.reconstruction.l0, value(r), r.name) for r in results if value(r) is not None]
+        if len(points) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for l0, y, name in points:
+            ax.scatter(l0, y)
+            ax.annotate(name, (l0, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="L0", ylabel=label, title=f"L0 vs {label} (lower left is better)")
+        figures.append(_png(fig))
+    return figures
+
+
+def write_report(results: list[EvalResult], out: str | Path, context: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` and ``report.html`` into ``out``; returns the HTML path."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    metrics = {"format": FORMAT, "context": context, "saes": {r.name: r.to_dict() for r in results}}
+    (root / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    keys = [
+        "tokens",
+        "fvu",
+        "explained_variance",
+        "cosine",
+        "l2_ratio",
+        "relative_reconstruction_bias",
+        "l0",
+        "dead_fraction",
+        "dense_fraction",
+    ]
+    spliced_keys = [
+        "ce_clean",
+        "ce_spliced",
+        "delta_loss",
+        "kl",
+        "ce_zero",
+        "ce_mean",
+        "loss_recovered",
+    ]
+    rows = []
+    for r in results:
+        cells = [f"{v:.4g}" for v in (r.reconstruction.to_dict()[k] for k in keys)]
+        s = r.spliced.to_dict() if r.spliced else {}
+        cells += [f"{s[k]:.4g}" if s.get(k) is not None else "-" for k in spliced_keys]
+        rows.append(
+            f"<tr><th>{html.escape(r.name)}</th>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    header = "".join(f"<th>{k}</th>" for k in ["SAE", *keys, *spliced_keys])
+    sections = [
+        f"<h2>{html.escape(r.name)}</h2><p>{html.escape(r.path)}: {r.architecture}, "
+        f"{r.d_sae:,} latents, site {r.site}</p>" + "".join(_histograms(r))
+        for r in results
+    ]
+    pareto = _pareto(results)
+    context_html = "".join(
+        f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in context.items()
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>saescope evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;
+font-size:13px}}td,th{{border:1px solid #ccc;padding:4px 6px;text-align:right}}img{{margin:4px}}
+</style></head><body><h1>SAE evaluation</h1><ul>{context_html}</ul>
+<table><tr>{header}</tr>{"".join(rows)}</table>
+{"<h2>Pareto</h2>" + "".join(pareto) if pareto else ""}{"".join(sections)}</body></html>"""
+    (root / "report.html").write_text(page)
+    return root / "report.html"
