@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -152,6 +153,13 @@ def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
     spliced = metrics["saes"]["topk-w64-k4"]["spliced"]
     assert spliced["ce_clean"] > 0 and spliced["loss_recovered"] is not None
     assert "data:image/png;base64" in (report / "report.html").read_text()
+
+    other = tmp_path / "other-sae"
+    shutil.copytree(run / "topk-w64-k4", other)
+    cfg = json.loads((other / "cfg.json").read_text())
+    cfg["metadata"]["model_name"] = "gpt2-xl"
+    (other / "cfg.json").write_text(json.dumps(cfg))
+    assert cli.main(["eval", "--sae", str(other), "--acts", str(out), "--out", str(report)]) == 2
 
 
 def test_predict_and_lens_from_the_command_line(model_dir, tmp_path, capsys) -> None:

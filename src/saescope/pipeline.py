@@ -216,6 +216,7 @@ def evaluate_saes(
     each SAE spliced in are measured on ``loss_tokens`` tokens of ``corpus``.
     """
     from saescope.data import keep_mask, load_corpus, pack_contexts, special_ids
+    from saescope.evaluate.geometry import geometry
     from saescope.evaluate.report import EvalResult, write_report
     from saescope.evaluate.splice import spliced_stats
     from saescope.sae import load_sae
@@ -250,8 +251,9 @@ def evaluate_saes(
             keep = lambda ids: keep_mask(ids, special_ids(model.tokenizer))  # noqa: E731
             batches = torch.stack(contexts).split(2)  # logits: 2 x T x vocab floats, 4 runs
             spliced = spliced_stats(model, sae, site, batches, keep, ablations=ablations)
+        shape = geometry(sae, neuron_basis=Site.parse(site).kind == "mlp_act")
         results.append(
-            EvalResult(name, path, sae.cfg.architecture, sae.cfg.d_sae, site, stats, spliced)
+            EvalResult(name, path, sae.cfg.architecture, sae.cfg.d_sae, site, stats, shape, spliced)
         )
     info = {
         "cache": str(cache_dir) if cache_dir else None,

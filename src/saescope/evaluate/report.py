@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from saescope.errors import SaescopeError
+from saescope.evaluate.geometry import Geometry
 from saescope.evaluate.reconstruction import ReconstructionStats
 from saescope.evaluate.splice import SplicedStats
 
@@ -26,6 +27,7 @@ class EvalResult:
     d_sae: int
     site: str | None
     reconstruction: ReconstructionStats
+    geometry: Geometry
     spliced: SplicedStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -36,6 +38,8 @@ class EvalResult:
             "site": self.site,
             "reconstruction": self.reconstruction.to_dict(),
             "spliced": self.spliced.to_dict() if self.spliced else None,
+            "geometry": self.geometry.to_dict(),
+            "log10_density": self.reconstruction.log10_density.tolist(),
         }
 
 
@@ -106,37 +110,50 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
     root.mkdir(parents=True, exist_ok=True)
     metrics = {"format": FORMAT, "context": context, "saes": {r.name: r.to_dict() for r in results}}
     (root / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    keys = [
-        "tokens",
-        "fvu",
-        "explained_variance",
-        "cosine",
-        "l2_ratio",
-        "relative_reconstruction_bias",
-        "l0",
-        "dead_fraction",
-        "dense_fraction",
-    ]
-    spliced_keys = [
-        "ce_clean",
-        "ce_spliced",
-        "delta_loss",
-        "kl",
-        "ce_zero",
-        "ce_mean",
-        "loss_recovered",
-    ]
+    columns = {
+        "reconstruction": [
+            "tokens",
+            "fvu",
+            "explained_variance",
+            "cosine",
+            "l2_ratio",
+            "relative_reconstruction_bias",
+            "l0",
+            "dead_fraction",
+            "dense_fraction",
+        ],
+        "spliced": [
+            "ce_clean",
+            "ce_spliced",
+            "delta_loss",
+            "kl",
+            "ce_zero",
+            "ce_mean",
+            "loss_recovered",
+        ],
+        "geometry": [
+            "max_decoder_cosine_mean",
+            "duplicate_fraction",
+            "encoder_decoder_cosine_mean",
+            "top1_neuron_share",
+            "neuron_kurtosis_mean",
+        ],
+    }
     rows = []
     for r in results:
-        cells = [f"{v:.4g}" for v in (r.reconstruction.to_dict()[k] for k in keys)]
-        s = r.spliced.to_dict() if r.spliced else {}
-        cells += [f"{s[k]:.4g}" if s.get(k) is not None else "-" for k in spliced_keys]
+        values = r.to_dict()
+        cells = [
+            "-" if (values[group] or {}).get(key) is None else f"{values[group][key]:.4g}"
+            for group, keys in columns.items()
+            for key in keys
+        ]
         rows.append(
             f"<tr><th>{html.escape(r.name)}</th>"
             + "".join(f"<td>{c}</td>" for c in cells)
             + "</tr>"
         )
-    header = "".join(f"<th>{k}</th>" for k in ["SAE", *keys, *spliced_keys])
+    names = [key for keys in columns.values() for key in keys]
+    header = "".join(f"<th>{k}</th>" for k in ["SAE", *names])
     sections = [
         f"<h2>{html.escape(r.name)}</h2><p>{html.escape(r.path)}: {r.architecture}, "
         f"{r.d_sae:,} latents, site {r.site}</p>" + "".join(_histograms(r))
