@@ -15,6 +15,19 @@ from torch import Tensor
 from saescope.errors import SaescopeError
 from saescope.sae import SAE
 
+SCALARS = (
+    "tokens",
+    "fvu",
+    "explained_variance",
+    "mse",
+    "cosine",
+    "l2_ratio",
+    "relative_reconstruction_bias",
+    "l0",
+    "dead_fraction",
+    "dense_fraction",
+)
+"""The scalar metrics, in report order."""
 DENSE_THRESHOLD = 0.1
 """A latent firing on more than this fraction of tokens counts as dense."""
 
@@ -50,19 +63,7 @@ class ReconstructionStats:
         return torch.log10(self.firing_counts.double() / self.tokens).float()
 
     def to_dict(self) -> dict[str, float]:
-        keep = (
-            "tokens",
-            "fvu",
-            "explained_variance",
-            "mse",
-            "cosine",
-            "l2_ratio",
-            "relative_reconstruction_bias",
-            "l0",
-            "dead_fraction",
-            "dense_fraction",
-        )
-        return {k: getattr(self, k) for k in keep}
+        return {k: getattr(self, k) for k in SCALARS}
 
 
 @torch.no_grad()

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saescope.errors import SaescopeError
+from saescope._plotting import pyplot
 from saescope.evaluate.geometry import Geometry
-from saescope.evaluate.reconstruction import ReconstructionStats
+from saescope.evaluate.reconstruction import SCALARS, ReconstructionStats
 from saescope.evaluate.splice import SplicedStats
 
 FORMAT = "saescope.eval/1"
@@ -43,26 +43,15 @@ class EvalResult:
         }
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise SaescopeError("the report needs matplotlib: pip install 'saescope[plots]'") from err
-    return plt
-
-
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
 def _histograms(result: EvalResult) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     r = result.reconstruction
     figures = []
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -86,7 +75,7 @@ def _histograms(result: EvalResult) -> list[str]:
 
 
 def _pareto(results: list[EvalResult]) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     figures = []
     for label, value in (
         ("FVU", lambda r: r.reconstruction.fvu),
@@ -111,17 +100,7 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
     metrics = {"format": FORMAT, "context": context, "saes": {r.name: r.to_dict() for r in results}}
     (root / "metrics.json").write_text(json.dumps(metrics, indent=1))
     columns = {
-        "reconstruction": [
-            "tokens",
-            "fvu",
-            "explained_variance",
-            "cosine",
-            "l2_ratio",
-            "relative_reconstruction_bias",
-            "l0",
-            "dead_fraction",
-            "dense_fraction",
-        ],
+        "reconstruction": list(SCALARS),
         "spliced": [
             "ce_clean",
             "ce_spliced",

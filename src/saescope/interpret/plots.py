@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
-from saescope.errors import SaescopeError
+from saescope._plotting import pyplot
 from saescope.interpret.lens import LogitLens
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise SaescopeError("plots need matplotlib: pip install 'saescope[plots]'") from err
-    return plt
 
 
 def plot_logit_lens(lens: LogitLens, path: str | Path, k: int = 5) -> Path:
     """Heatmap: one row per stage, the k most probable tokens left to right, colour =
     probability, each cell labelled with its token."""
-    plt = _pyplot()
+    plt = pyplot()
     warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # CJK, Thai tokens
     top = lens.top(k)
     probs = [[p for _, p in row] for row in top]
@@ -63,7 +51,7 @@ def plot_pictures(vectors: dict[str, Tensor], path: str | Path, title: str = "")
     """Each vector as a near-square image (diverging colours, symmetric per image), in a row."""
     from saescope.interpret.pictures import to_grid
 
-    plt = _pyplot()
+    plt = pyplot()
     n = len(vectors)
     cols = min(n, 6)
     rows = -(-n // cols)
