@@ -20,7 +20,7 @@ from saescope._dist import Rank
 from saescope.activations import ActivationCache, open_activations, stream_activations
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
-from saescope.evaluate import ReconstructionStats, reconstruction_stats
+from saescope.evaluate import ReconstructionStats, reconstruction_stats, sae_site
 from saescope.models import LanguageModel, Site
 from saescope.sae import ARCHITECTURES, SAE, SAEConfig, SAEMetadata, build_sae
 from saescope.train import SAETrainer, TrainConfig, fit
@@ -215,10 +215,9 @@ def evaluate_saes(
     activations on the same contexts as the losses. With a model, the next-token losses with
     each SAE spliced in are measured on ``loss_tokens`` tokens of ``corpus``.
     """
-    from saescope.data import keep_mask, load_corpus, pack_contexts, special_ids
-    from saescope.evaluate.geometry import geometry
-    from saescope.evaluate.report import EvalResult, write_report
-    from saescope.evaluate.splice import spliced_stats
+    from saescope.data import load_corpus, pack_contexts
+    from saescope.evaluate import evaluate
+    from saescope.evaluate.report import write_report
     from saescope.sae import load_sae
 
     if cache_dir is None and model is None:
@@ -238,23 +237,15 @@ def evaluate_saes(
             )
     results = []
     for name, (path, sae) in saes.items():
-        site = _site_of(sae)
+        site = sae_site(sae)
         if cache is not None:
             held = cache.split(tokens)[1] or list(range(len(cache.manifest.shards)))
             rows = cache.batches(8192, site, shuffle=False, shards=held)
         else:
             assert model is not None
             rows = _live_rows(model, site, contexts, context)
-        stats = reconstruction_stats(sae, rows)
-        spliced = None
-        if model is not None:
-            keep = lambda ids: keep_mask(ids, special_ids(model.tokenizer))  # noqa: E731
-            batches = torch.stack(contexts).split(2)  # logits: 2 x T x vocab floats, 4 runs
-            spliced = spliced_stats(model, sae, site, batches, keep, ablations=ablations)
-        shape = geometry(sae, neuron_basis=Site.parse(site).kind == "mlp_act")
-        results.append(
-            EvalResult(name, path, sae.cfg.architecture, sae.cfg.d_sae, site, stats, shape, spliced)
-        )
+        batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
+        results.append(evaluate(sae, rows, model, batches, name, path, ablations=ablations))
     info = {
         "cache": str(cache_dir) if cache_dir else None,
         "model": model.name if model is not None else None,
@@ -264,20 +255,10 @@ def evaluate_saes(
     return write_report(results, out, info)
 
 
-def _site_of(sae: SAE) -> str:
-    meta = sae.cfg.metadata
-    name = meta.site or meta.hook_name
-    if name is None:
-        raise SaescopeError(
-            "the SAE's cfg.json names no site (metadata.hook_name); cannot splice it"
-        )
-    return Site.parse(name).name
-
-
 def _check_compatible(
     name: str, sae: SAE, cache: ActivationCache | None, model: LanguageModel | None
 ) -> None:
-    site = _site_of(sae)
+    site = sae_site(sae)
     model_name = sae.cfg.metadata.model_name
     if cache is not None:
         if model_name and model_name != cache.manifest.model:

@@ -76,3 +76,23 @@ def test_mismatched_sae_is_refused_before_any_forward(model, corpus) -> None:
         spliced_stats(model, zero_sae(32), SITE, batches, keep)
     with pytest.raises(SaescopeError, match="no scored positions"):
         spliced_stats(model, zero_sae(64), SITE, [], keep)
+
+
+def test_evaluate_in_one_call(model, corpus) -> None:
+    from saescope.evaluate import evaluate
+    from saescope.sae import SAEMetadata
+
+    batches, keep = _data(model, corpus)
+    sae = identity_sae(64)
+    sae.cfg = SAEConfig(
+        d_in=64,
+        d_sae=128,
+        architecture="relu",
+        apply_b_dec_to_input=False,
+        metadata=SAEMetadata(hook_name="blocks.1.hook_resid_post"),
+    )
+    acts = [run_with_cache(model, b, [SITE])[SITE][keep(b)] for b in batches]
+    result = evaluate(sae, acts, model, batches, name="identity")
+    assert result.site == SITE and result.reconstruction.fvu == pytest.approx(0, abs=1e-10)
+    assert result.spliced.loss_recovered == pytest.approx(1.0, abs=1e-4)
+    assert result.to_dict()["geometry"]["duplicate_fraction"] == 0.0

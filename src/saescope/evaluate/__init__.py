@@ -1,6 +1,18 @@
 """Metrics of SAEs: reconstruction on held-out activations, and the SAE spliced into the model."""
 
+from saescope.evaluate.geometry import Geometry, geometry
 from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
+from saescope.evaluate.result import EvalResult, evaluate, sae_site
 from saescope.evaluate.splice import SplicedStats, spliced_stats
 
-__all__ = ["ReconstructionStats", "SplicedStats", "reconstruction_stats", "spliced_stats"]
+__all__ = [
+    "EvalResult",
+    "Geometry",
+    "ReconstructionStats",
+    "SplicedStats",
+    "evaluate",
+    "geometry",
+    "reconstruction_stats",
+    "sae_site",
+    "spliced_stats",
+]

@@ -7,40 +7,14 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from saescope._plotting import pyplot
-from saescope.evaluate.geometry import Geometry
-from saescope.evaluate.reconstruction import SCALARS, ReconstructionStats
-from saescope.evaluate.splice import SplicedStats
+from saescope.evaluate.reconstruction import SCALARS
+from saescope.evaluate.result import EvalResult
 
 FORMAT = "saescope.eval/1"
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    name: str
-    path: str
-    architecture: str
-    d_sae: int
-    site: str | None
-    reconstruction: ReconstructionStats
-    geometry: Geometry
-    spliced: SplicedStats | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "architecture": self.architecture,
-            "d_sae": self.d_sae,
-            "site": self.site,
-            "reconstruction": self.reconstruction.to_dict(),
-            "spliced": self.spliced.to_dict() if self.spliced else None,
-            "geometry": self.geometry.to_dict(),
-            "log10_density": self.reconstruction.log10_density.tolist(),
-        }
 
 
 def _png(fig: Any) -> str:

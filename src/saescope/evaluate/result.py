@@ -1,0 +1,79 @@
+"""``evaluate``: every metric of one SAE in one call, as an ``EvalResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from saescope.data import keep_mask, special_ids
+from saescope.errors import SaescopeError
+from saescope.evaluate.geometry import Geometry, geometry
+from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
+from saescope.evaluate.splice import SplicedStats, spliced_stats
+from saescope.models import LanguageModel, Site
+from saescope.sae import SAE
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    name: str
+    path: str
+    architecture: str
+    d_sae: int
+    site: str | None
+    reconstruction: ReconstructionStats
+    geometry: Geometry
+    spliced: SplicedStats | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "architecture": self.architecture,
+            "d_sae": self.d_sae,
+            "site": self.site,
+            "reconstruction": self.reconstruction.to_dict(),
+            "spliced": self.spliced.to_dict() if self.spliced else None,
+            "geometry": self.geometry.to_dict(),
+            "log10_density": self.reconstruction.log10_density.tolist(),
+        }
+
+
+def sae_site(sae: SAE) -> str:
+    """The site an SAE was trained on, from its metadata (either spelling)."""
+    meta = sae.cfg.metadata
+    name = meta.site or meta.hook_name
+    if name is None:
+        raise SaescopeError("the SAE's cfg.json names no site (metadata.hook_name)")
+    return Site.parse(name).name
+
+
+def evaluate(
+    sae: SAE,
+    activations: Iterable[Tensor],
+    model: LanguageModel | None = None,
+    token_batches: Iterable[Tensor] | None = None,
+    name: str = "sae",
+    path: str = "",
+    ablations: bool = True,
+) -> EvalResult:
+    """Reconstruction and latent statistics on ``activations`` (batches of (B, d_in)), the
+    dictionary's geometry, and with ``model`` and ``token_batches`` ((B, T) token ids) the
+    next-token losses with the SAE spliced in at its site."""
+    site = sae_site(sae)
+    stats = reconstruction_stats(sae, activations)
+    spliced = None
+    if model is not None and token_batches is not None:
+        exclude = special_ids(model.tokenizer)
+        spliced = spliced_stats(
+            model,
+            sae,
+            site,
+            token_batches,
+            lambda ids: keep_mask(ids, exclude),
+            ablations=ablations,
+        )
+    shape = geometry(sae, neuron_basis=Site.parse(site).kind == "mlp_act")
+    return EvalResult(name, path, sae.cfg.architecture, sae.cfg.d_sae, site, stats, shape, spliced)
