@@ -154,6 +154,25 @@ def test_capture_from_the_command_line(model_dir, tmp_path, capsys) -> None:
     assert spliced["ce_clean"] > 0 and spliced["loss_recovered"] is not None
     assert "data:image/png;base64" in (report / "report.html").read_text()
 
+    all_rows = [
+        "eval",
+        "--sae",
+        saes[0],
+        "--acts",
+        str(out),
+        "--tokens",
+        "10000000",
+        "--out",
+        str(tmp_path / "all"),
+    ]
+    assert cli.main(all_rows) == 0  # more rows asked than cached: the whole cache
+    assert (
+        json.loads((tmp_path / "all" / "metrics.json").read_text())["context"][
+            "reconstruction tokens"
+        ]
+        == 500
+    )
+
     other = tmp_path / "other-sae"
     shutil.copytree(run / "topk-w64-k4", other)
     cfg = json.loads((other / "cfg.json").read_text())

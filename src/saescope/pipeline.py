@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,11 +180,14 @@ def _full(batches: Iterable[Tensor], size: int) -> Iterator[Tensor]:
 
 
 def _finish(
-    trainers: list[SAETrainer], saes: list[SAE], out: Path, heldout: object
+    trainers: list[SAETrainer],
+    saes: list[SAE],
+    out: Path,
+    heldout: Callable[[], Iterable[Tensor]] | None,
 ) -> list[TrainedSAE]:
     results, summary = [], {}
     for trainer, sae in zip(trainers, saes, strict=True):
-        stats = reconstruction_stats(sae, heldout()) if callable(heldout) else None
+        stats = reconstruction_stats(sae, heldout()) if heldout is not None else None
         if stats is not None:
             (out / trainer.name / "heldout.json").write_text(json.dumps(stats.to_dict(), indent=1))
         results.append(TrainedSAE(trainer.name, sae, stats, out / trainer.name))
@@ -239,7 +242,8 @@ def evaluate_saes(
     for name, (path, sae) in saes.items():
         site = sae_site(sae)
         if cache is not None:
-            held = cache.split(tokens)[1] or list(range(len(cache.manifest.shards)))
+            everything = list(range(len(cache.manifest.shards)))
+            held = cache.split(tokens)[1] if tokens < len(cache) else everything
             rows = cache.batches(8192, site, shuffle=False, shards=held)
         else:
             assert model is not None

@@ -142,6 +142,9 @@ def test_bad_input_is_refused_before_training() -> None:
     nan[3, 3] = float("nan")
     with pytest.raises(SaescopeError, match="NaN"):
         fit([trainer("topk", steps=2)], [nan] * 2, progress=False)
+    late_nan = [torch.randn(512, 32)] * 8 + [nan]  # past the initialisation sample
+    with pytest.raises(SaescopeError, match=r"loss is nan at step \d+"):
+        fit([trainer("topk", steps=9)], late_nan, progress=False)
     with pytest.raises(SaescopeError, match="empty"):
         fit([trainer("topk", steps=2)], [], progress=False)
     with pytest.raises(SaescopeError, match="at least one batch"):

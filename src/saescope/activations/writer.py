@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from saescope import __version__
 from saescope._dist import Rank
 from saescope._progress import progress_bar
 from saescope.activations.cache import ActivationCache, open_activations
@@ -79,7 +80,7 @@ def capture(
         text_field=corpus.text_field,
         tokens=tokens,
         world_size=rank.world_size,
-        saescope_version=_version(),
+        saescope_version=__version__,
     )
     journal = _start_journal(root, rank, fresh, resume)
     job = _Job(
@@ -264,9 +265,3 @@ def _finish(root: Path, rank: Rank) -> None:
         )
         save_manifest(root / MANIFEST, merged)
     rank.barrier()
-
-
-def _version() -> str:
-    from saescope import __version__
-
-    return __version__

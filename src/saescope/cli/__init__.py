@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run every stage on the embedded default model",
         "Run the whole pipeline on Gemma 3 270M and the offline corpus (no network): "
         "capture activations at one site into a cache, train a TopK SAE (width 8192, k=32) "
-        "on them and score it on held-out tokens. The first run converts the model from "
+        "on them, and evaluate it (held-out reconstruction, next-token loss with it spliced "
+        "in, OUT/report/report.html). The first run converts the model from "
         "GGUF once (about a minute). Reruns reuse what is done. Prints where every output is.",
     )
     p.add_argument("--out", default="saescope-out", help="directory for every output")

@@ -15,6 +15,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
+from saescope import __version__
 from saescope.errors import SaescopeError
 from saescope.sae.base import SAE
 from saescope.sae.config import SAEConfig, SAEMetadata
@@ -46,18 +47,12 @@ def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
         "normalize_activations": "none",  # any training-time scale is folded into the weights
         "reshape_activations": "none",
         # sae_lens_version marks the v6 layout (SAELens reads older layouts differently).
-        "metadata": {**meta, **extra, "sae_lens_version": "6.0.0", "saescope_version": _version()},
+        "metadata": {**meta, **extra, "sae_lens_version": "6.0.0", "saescope_version": __version__},
     }
     if cfg.k is not None:
         out["k"] = cfg.k
     out["saescope_architecture"] = cfg.architecture
     return out
-
-
-def _version() -> str:
-    from saescope import __version__
-
-    return __version__
 
 
 def save_sae(sae: SAE, path: str | Path, log10_density: Tensor | None = None) -> Path:

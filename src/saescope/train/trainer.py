@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from saescope._dist import Rank
+from saescope.errors import SaescopeError
 from saescope.sae import SAE, build_sae
 from saescope.train import checkpoint as ckpt
 from saescope.train.config import TrainConfig
@@ -89,6 +90,11 @@ class SAETrainer:
             self.variance,
         )
         out = self.objective(self.sae, x, ctx)
+        if not torch.isfinite(out.loss):
+            raise SaescopeError(
+                f"{self.name}: the loss is {float(out.loss)} at step {self.step_count}; check the "
+                "activations for NaN/inf, or lower the learning rate"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         counts = self.rank.average_gradients_(self.sae.parameters(), out.counts)
