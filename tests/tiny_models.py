@@ -91,29 +91,25 @@ def save_tiny_model(path, family: str = "llama") -> None:
 
 
 def torchrun(script, *args: str, processes: int = 2) -> None:
-    """Run ``script`` under torchrun on CPU (gloo) with a free rendezvous port."""
-    import socket
+    """Run ``script`` under torchrun on CPU (gloo); ``--standalone`` lets the rendezvous pick a
+    free port itself. On failure the ranks' output is in the assertion message."""
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",
             "--nproc_per_node",
             str(processes),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(port),
             str(script),
             *args,
         ],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=300,
+        check=False,
     )
+    assert done.returncode == 0, f"torchrun failed ({done.returncode}):\n{done.stderr[-4000:]}"
