@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from torch import Tensor
-
-from saescope.errors import SaescopeError
-from saescope.models import LanguageModel, edit_sites
+from saescope.models import LanguageModel
+from saescope.steer.interventions import Edit, UnitIntervention, intervene
+from saescope.steer.positions import Positions
 
 
 @contextmanager
@@ -19,22 +18,9 @@ def clamp_neurons(
     positions: Sequence[int] | None = None,
 ) -> Iterator[None]:
     """Set unit ``i`` of ``site`` to ``values[i]`` on every forward pass inside the block, at
-    ``positions`` (default: all); every other unit and position is left exactly as it was."""
-    width = model.site_dim(site)
-    bad = [i for i in values if not 0 <= i < width]
-    if bad:
-        raise SaescopeError(f"{site} has {width} units (0..{width - 1}); asked to clamp {bad}")
-    index = list(values)
-
-    def clamp(x: Tensor) -> Tensor:  # (B, T, d)
-        x = x.clone()
-        target = x.new_tensor([values[i] for i in index])
-        if positions is None:
-            x[..., index] = target
-        else:
-            for p in positions:
-                x[:, p, index] = target
-        return x
-
-    with edit_sites(model, [(site, clamp)]):
+    token ``positions`` (default: all, BOS included); every other unit and position is left
+    exactly as it was. ``UnitIntervention`` does the same and more (add, scale, ablate)."""
+    edits = tuple(Edit(i, "clamp", v) for i, v in values.items())
+    where = Positions(indices=None if positions is None else tuple(positions), special=True)
+    with intervene(model, [UnitIntervention(site, edits, where)]):
         yield

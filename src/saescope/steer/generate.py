@@ -1,0 +1,100 @@
+"""Generation with interventions: transformers' ``generate`` (KV cache on) under ``intervene``.
+
+The interventions apply to the prompt's forward pass and to every new token's; ``Positions``
+are counted per sequence, so they mean the same thing with the cache on or off and under left
+padding. ``samples`` rollouts of each prompt run as one batch; sampled rollouts are reproducible
+from ``seed`` (the same seed with and without an intervention draws the same random numbers, so
+differences between clean and steered text come from the intervention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel
+from saescope.steer.interventions import Intervention, intervene
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to continue a prompt."""
+
+    max_new_tokens: int = 40
+    samples: int = 1
+    """Rollouts per prompt, generated in one batch."""
+    sample: bool = False
+    """Sample (True) or greedy decoding (False; then every rollout is the same)."""
+    temperature: float = 1.0
+    top_p: float | None = None
+    seed: int = 0
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.samples < 1:
+            raise SaescopeError(
+                f"max_new_tokens and samples must be >= 1, got {self.max_new_tokens} and "
+                f"{self.samples}"
+            )
+        if self.sample and self.temperature <= 0:
+            raise SaescopeError(f"temperature must be > 0 to sample, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class Rollouts:
+    """The continuations of one prompt."""
+
+    prompt: str
+    texts: list[str]
+    """One continuation per sample, without the prompt, special tokens dropped."""
+    tokens: Tensor
+    """(samples, max_new_tokens) generated token ids (padding after an early EOS)."""
+
+
+@torch.inference_mode()
+def generate_with(
+    model: LanguageModel,
+    prompts: str | Sequence[str],
+    interventions: Sequence[Intervention] = (),
+    config: GenerationConfig = GenerationConfig(),
+) -> list[Rollouts]:
+    """Continue each prompt ``config.samples`` times with ``interventions`` applied."""
+    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not texts or any(not t for t in texts):
+        raise SaescopeError("generate_with needs non-empty prompts")
+    batch = [t for t in texts for _ in range(config.samples)]
+    enc = model.tokenizer(batch, return_tensors="pt", padding=True, padding_side="left")
+    ids = enc["input_ids"].to(model.device)  # (P * samples, T), left-padded
+    mask = enc["attention_mask"].to(model.device)
+    torch.manual_seed(config.seed)
+    with intervene(model, interventions, prompt_lengths=mask.sum(-1)):
+        out = model.hf.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=config.max_new_tokens,
+            do_sample=config.sample,
+            temperature=config.temperature if config.sample else None,
+            top_p=config.top_p if config.sample else None,
+            top_k=None,
+            use_cache=config.use_cache,
+            pad_token_id=_pad_id(model),
+        )
+    new = out[:, ids.shape[1] :].cpu()  # (P * samples, new)
+    decoded = model.tokenizer.batch_decode(new, skip_special_tokens=True)
+    n = config.samples
+    return [
+        Rollouts(text, decoded[i * n : (i + 1) * n], new[i * n : (i + 1) * n])
+        for i, text in enumerate(texts)
+    ]
+
+
+def _pad_id(model: LanguageModel) -> int:
+    tok = model.tokenizer
+    for candidate in (tok.pad_token_id, tok.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0

@@ -1,0 +1,178 @@
+"""Which token positions an intervention edits, defined the same with or without the KV cache.
+
+With the cache, ``generate`` feeds the prompt once and then one new token per forward pass, so a
+site function sees (B, T_prompt, d) and then (B, 1, d) tensors: "position 3" cannot be read off
+the tensor's own index. A ``PositionTracker`` hooks the model's top-level forward and, for every
+call, works out each current token's index in its own sequence from the attention mask, which
+``generate`` extends by one column per step:
+
+    pos = cumsum(attention_mask, -1) - 1   over (B, past + T), then the last T columns   (B, T)
+
+so index 0 is each row's first real token (BOS on models that use one), left padding included,
+with the cache on or off. Tokens at index >= the row's prompt length (when ``generate_with`` has
+said what the prompts were) are "generated".
+
+Policy: special tokens (BOS, EOS, padding, chat markers) are not edited unless asked. The SAE
+never saw them in training (saescope excludes them, as ``evaluate.splice`` does), and on Gemma the
+BOS residual is 15-25x a normal token's norm: an edit there is an edit to the attention sink that
+every later token reads, not to the concept. Golden-Gate-style clamping edits every other token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Token positions to edit. Indices count from each sequence's first real token (BOS = 0)."""
+
+    indices: tuple[int, ...] | None = None
+    """Only these token indices (non-negative); ``None``: no restriction."""
+    prompt: bool = True
+    """Edit prompt tokens (every token of a forward pass outside ``generate_with``)."""
+    generated: bool = True
+    """Edit tokens produced by ``generate_with``."""
+    special: bool = False
+    """Also edit BOS / EOS / other special tokens (padding is never edited)."""
+
+    def __post_init__(self) -> None:
+        if self.indices is not None and any(i < 0 for i in self.indices):
+            raise SaescopeError(
+                f"positions count from the first token (BOS = 0) and must be >= 0, got "
+                f"{list(self.indices)}; to edit only generated tokens use Positions(prompt=False)"
+            )
+        if not (self.prompt or self.generated):
+            raise SaescopeError("Positions(prompt=False, generated=False) selects nothing")
+
+
+ALL = Positions()
+"""Every ordinary (non-special) token, prompt and generated."""
+GENERATED = Positions(prompt=False)
+"""Only tokens produced during generation."""
+
+
+@dataclass
+class _Step:
+    """What the tracker knows about the forward pass in progress."""
+
+    pos: Tensor
+    """(B, T) index of each current token in its own sequence; -1 at left padding."""
+    real: Tensor
+    """(B, T) not padding."""
+    special: Tensor
+    """(B, T) a special token."""
+    generated: Tensor
+    """(B, T) at or past the row's prompt length."""
+
+
+class PositionTracker:
+    """Follows token positions across forward passes; site functions ask it for masks."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.special_ids = torch.tensor(_special_ids(model), dtype=torch.long)
+        self.prompt_lengths: Tensor | None = None
+        """(B,) real prompt tokens per row, set by ``generate_with``; None: all is prompt."""
+        self._step: _Step | None = None
+
+    def mask(self, where: Positions) -> Tensor:
+        """(B, T) bool: the current forward's tokens that ``where`` selects."""
+        step = self._step
+        if step is None:
+            raise SaescopeError(
+                "an intervention hook ran outside a forward pass of the whole model; call "
+                "model.hf(...) or generate, not a submodule, inside `intervene`"
+            )
+        keep = step.real if where.special else step.real & ~step.special
+        if where.indices is not None:
+            keep = keep & torch.isin(step.pos, torch.tensor(where.indices, device=step.pos.device))
+        if not where.prompt:
+            keep = keep & step.generated
+        if not where.generated:
+            keep = keep & ~step.generated
+        return keep
+
+    @property
+    def pos(self) -> Tensor:
+        """(B, T) token index of each current position (valid during a forward pass)."""
+        if self._step is None:
+            raise SaescopeError("no forward pass in progress")
+        return self._step.pos
+
+    def _begin(self, module: Any, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        first: Tensor = ids if ids is not None else kwargs["inputs_embeds"]
+        B, T = first.shape[:2]
+        device = first.device
+        mask = kwargs.get("attention_mask")
+        if mask is None or mask.dim() != 2:
+            past = _past_length(kwargs)
+            mask = torch.ones(B, past + T, dtype=torch.long, device=device)
+        mask = mask.to(device).long()  # (B, past + T)
+        pos = (mask.cumsum(-1) - 1)[:, -T:]  # (B, T)
+        real = mask[:, -T:].bool()
+        if ids is not None:
+            special = torch.isin(ids, self.special_ids.to(device))
+        else:  # embeddings only: token identities unknown, nothing counts as special
+            special = torch.zeros(B, T, dtype=torch.bool, device=device)
+        if self.prompt_lengths is None:
+            generated = torch.zeros(B, T, dtype=torch.bool, device=device)
+        else:
+            if self.prompt_lengths.shape[0] != B:
+                raise SaescopeError(
+                    f"generation was set up for {self.prompt_lengths.shape[0]} rows, the forward "
+                    f"pass has {B}; beam search and other batch reshaping are not supported"
+                )
+            generated = pos >= self.prompt_lengths.to(device).unsqueeze(1)
+        self._step = _Step(pos, real, special, generated)
+
+    def _end(self, *_: Any) -> None:
+        self._step = None
+
+
+@contextmanager
+def track_positions(model: LanguageModel) -> Iterator[PositionTracker]:
+    """Attach a ``PositionTracker`` to ``model.hf`` for the duration of the block."""
+    tracker = PositionTracker(model)
+    handles = [
+        model.hf.register_forward_pre_hook(tracker._begin, with_kwargs=True),
+        # always_call: a forward cut short by an exception must not leave a stale step behind
+        model.hf.register_forward_hook(tracker._end, always_call=True),
+    ]
+    try:
+        yield tracker
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _past_length(kwargs: dict) -> int:
+    cache = kwargs.get("past_key_values")
+    if cache is not None and hasattr(cache, "get_seq_length"):
+        return int(cache.get_seq_length())
+    cache_position = kwargs.get("cache_position")
+    return int(cache_position[0]) if cache_position is not None else 0
+
+
+def _special_ids(model: LanguageModel) -> list[int]:
+    if model.tokenizer is not None:
+        ids = getattr(model.tokenizer, "all_special_ids", [])
+    else:  # a bare model: the ids its config names
+        config = model.hf.config
+        ids = [getattr(config, f"{name}_token_id", None) for name in ("bos", "eos", "pad")]
+    flat: set[int] = set()
+    for i in ids:
+        if isinstance(i, list | tuple):
+            flat.update(int(j) for j in i)
+        elif i is not None:
+            flat.add(int(i))
+    return sorted(flat)
