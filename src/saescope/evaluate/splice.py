@@ -93,17 +93,17 @@ def spliced_stats(
         targets = ids[:, 1:]
         mean = torch.zeros(model.site_dim(parsed))  # the site's mean over this batch, for ablation
         with edit_sites(model, [(parsed, partial(_record_mean, keep=keep, out=mean))]):
-            clean = _logits(model, ids)
+            clean = model_logits(model, ids)
         variants = {"spliced": _replace_kept(keep, reconstruct_with(sae))}
         if ablations:
             variants["zero"] = _replace_kept(keep, torch.zeros_like)
             variants["mean"] = _replace_kept(keep, partial(_broadcast, mean))
         clean_lp = clean.log_softmax(-1)
-        sums["clean"] += float(_ce(clean_lp, targets, scored))
+        sums["clean"] += float(summed_nll(clean_lp, targets, scored))
         for name, fn in variants.items():
             with edit_sites(model, [(parsed, fn)]):
-                lp = _logits(model, ids).log_softmax(-1)
-            sums[name] += float(_ce(lp, targets, scored))
+                lp = model_logits(model, ids).log_softmax(-1)
+            sums[name] += float(summed_nll(lp, targets, scored))
             if name == "spliced":
                 kl = (clean_lp.exp() * (clean_lp - lp)).sum(-1)[:, :-1]
                 sums["kl"] += float(kl[scored].sum())
@@ -120,11 +120,11 @@ def spliced_stats(
     )
 
 
-def _logits(model: LanguageModel, ids: Tensor) -> Tensor:
+def model_logits(model: LanguageModel, ids: Tensor) -> Tensor:
     return model.hf(input_ids=ids, use_cache=False).logits.float()  # (B, T, vocab)
 
 
-def _ce(logprobs: Tensor, targets: Tensor, scored: Tensor) -> Tensor:
+def summed_nll(logprobs: Tensor, targets: Tensor, scored: Tensor) -> Tensor:
     """Summed next-token cross-entropy over scored positions."""
     nll = -logprobs[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
     return nll[scored].sum()

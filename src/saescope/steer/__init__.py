@@ -14,25 +14,53 @@ from saescope.steer.interventions import (
     intervene,
     scale,
 )
+from saescope.steer.measure import (
+    SteeringPoint,
+    mentions,
+    pareto_front,
+    plot_steering,
+    steered_loss,
+    steering_curve,
+    success_rate,
+)
 from saescope.steer.neurons import clamp_neurons
 from saescope.steer.positions import ALL, GENERATED, Positions
+from saescope.steer.vectors import (
+    Decomposition,
+    contrastive_vector,
+    decompose,
+    feature_vector,
+    project_out,
+)
 
 __all__ = [
     "ALL",
     "GENERATED",
+    "Decomposition",
     "Edit",
     "FeatureIntervention",
     "GenerationConfig",
     "Intervention",
     "Positions",
     "Rollouts",
+    "SteeringPoint",
     "UnitIntervention",
     "VectorIntervention",
     "ablate",
     "add",
     "clamp",
     "clamp_neurons",
+    "contrastive_vector",
+    "decompose",
+    "feature_vector",
     "generate_with",
     "intervene",
+    "mentions",
+    "pareto_front",
+    "plot_steering",
+    "project_out",
     "scale",
+    "steered_loss",
+    "steering_curve",
+    "success_rate",
 ]

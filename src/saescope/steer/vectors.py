@@ -1,0 +1,178 @@
+"""Steering vectors (Turner et al. 2023, "Activation Addition") and their SAE decomposition.
+
+A contrastive steering vector is the difference of a site's activations between two prompts
+("Anger" vs "Calm"), added back with a coefficient through ``VectorIntervention``. Two ways of
+lining the prompts up:
+
+- ``reduce="mean"`` (the default, as GDM's steering comparisons use): the mean over each prompt's
+  ordinary tokens (BOS and other special tokens excluded), averaged over the prompts given, then
+  positive minus negative: one (d,) vector, added at every selected position;
+- ``reduce="aligned"`` (ActAdd as published): per token position, the shorter prompt padded on
+  the right with a filler token (a space) to the longer one's length: a (P, d) vector whose row p
+  is added at token index p of the prompt being steered (row 0, BOS, is zero when both have one);
+- ``reduce="last"``: the last token's activation difference.
+
+An SAE says what a vector is made of: ``decompose`` writes it as a sparse combination of decoder
+rows, v ~ sum_i c_i W_dec[i], picking rows greedily (orthogonal matching pursuit: the row most
+aligned with the residual, then a least-squares refit of every coefficient so far) or by the
+SAE's own encoder (the k largest |v @ W_enc|, then the same least-squares fit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from saescope.data import keep_mask, special_ids
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel, run_with_cache
+from saescope.sae import SAE
+
+REDUCTIONS = ("mean", "aligned", "last")
+
+
+@torch.inference_mode()
+def contrastive_vector(
+    model: LanguageModel,
+    site: str,
+    positive: str | Sequence[str],
+    negative: str | Sequence[str],
+    reduce: str = "mean",
+    filler: str = " ",
+) -> Tensor:
+    """The activation difference at ``site`` between ``positive`` and ``negative`` prompts:
+    (d,) for ``mean`` and ``last``, (P, d) for ``aligned`` (see the module docstring)."""
+    pos = [positive] if isinstance(positive, str) else list(positive)
+    neg = [negative] if isinstance(negative, str) else list(negative)
+    if reduce not in REDUCTIONS:
+        raise SaescopeError(f"unknown reduce {reduce!r}; expected one of {', '.join(REDUCTIONS)}")
+    if not pos or not neg:
+        raise SaescopeError("a contrastive vector needs at least one prompt on each side")
+    if reduce == "aligned":
+        if len(pos) != len(neg):
+            raise SaescopeError(
+                f"aligned vectors pair prompts one to one: {len(pos)} positive, {len(neg)} negative"
+            )
+        ids = _aligned_ids(model, pos + neg, filler)  # (2n, P)
+        acts = run_with_cache(model, ids, [site])[site].float().cpu()  # (2n, P, d)
+        return acts[: len(pos)].mean(0) - acts[len(pos) :].mean(0)
+    return _pooled(model, site, pos, reduce) - _pooled(model, site, neg, reduce)
+
+
+def _pooled(model: LanguageModel, site: str, prompts: list[str], reduce: str) -> Tensor:
+    """Mean over prompts of each prompt's token-mean (or last-token) activation: (d,)."""
+    rows = []
+    exclude = special_ids(model.tokenizer)
+    for prompt in prompts:
+        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]  # (1, T)
+        acts = run_with_cache(model, ids, [site])[site][0].float().cpu()  # (T, d)
+        keep = keep_mask(ids, exclude)[0]
+        if not keep.any():
+            raise SaescopeError(f"prompt {prompt!r} has no ordinary tokens")
+        rows.append(acts[keep].mean(0) if reduce == "mean" else acts[keep][-1])
+    return torch.stack(rows).mean(0)
+
+
+def _aligned_ids(model: LanguageModel, prompts: list[str], filler: str) -> Tensor:
+    fill = model.tokenizer(filler, add_special_tokens=False)["input_ids"]
+    if len(fill) != 1:
+        raise SaescopeError(f"filler {filler!r} is {len(fill)} tokens; expected one")
+    ids = [model.tokenizer(p)["input_ids"] for p in prompts]
+    length = max(len(i) for i in ids)
+    return torch.tensor([i + fill * (length - len(i)) for i in ids])  # (n, P)
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """A vector written as sum_i coefficients[i] * W_dec[features[i]] + residual."""
+
+    features: Tensor
+    """(k,) latent ids, in the order they were picked."""
+    coefficients: Tensor
+    """(k,) least-squares coefficients of their decoder rows."""
+    contributions: Tensor
+    """(k,) c_i <W_dec[i], v> / |v|^2: each feature's share of the vector; they sum to
+    ``explained``."""
+    explained: float
+    """1 - |v - v_hat|^2 / |v|^2."""
+
+    def top(self, n: int = 10) -> list[tuple[int, float, float]]:
+        """(feature, coefficient, contribution), largest contribution first."""
+        order = self.contributions.abs().argsort(descending=True)[:n]
+        return [
+            (int(self.features[i]), float(self.coefficients[i]), float(self.contributions[i]))
+            for i in order
+        ]
+
+
+@torch.no_grad()
+def decompose(vector: Tensor, sae: SAE, k: int = 10, method: str = "omp") -> Decomposition:
+    """Write ``vector`` (d,) as ``k`` SAE decoder rows (``omp`` or ``encoder``; see above)."""
+    v = _check(vector, sae).float()
+    if v.dim() != 1:
+        raise SaescopeError(f"decompose takes one vector (d,), got {tuple(v.shape)}")
+    W = sae.W_dec.detach().float()  # (n, d)
+    if method == "encoder":
+        chosen = (v @ sae.W_enc.detach().float()).abs().topk(k).indices.tolist()
+        coef = _lstsq(W[chosen], v)
+    elif method == "omp":
+        unit = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        chosen, residual = [], v
+        coef = v.new_zeros(0)
+        for _ in range(k):
+            scores = (unit @ residual).abs()  # (n,)
+            scores[chosen] = -1
+            chosen.append(int(scores.argmax()))
+            coef = _lstsq(W[chosen], v)
+            residual = v - coef @ W[chosen]
+    else:
+        raise SaescopeError(f"unknown method {method!r}; expected omp or encoder")
+    approx = coef @ W[chosen]  # (d,)
+    norm2 = v.dot(v).clamp_min(1e-30)
+    contributions = coef * (W[chosen] @ v) / norm2
+    explained = float(1 - (v - approx).pow(2).sum() / norm2)
+    return Decomposition(torch.tensor(chosen), coef, contributions, explained)
+
+
+def feature_vector(sae: SAE, weights: Mapping[int, float]) -> Tensor:
+    """sum_i weights[i] * W_dec[i]: a steering vector built from chosen features, (d,)."""
+    if not weights:
+        raise SaescopeError("feature_vector needs at least one feature")
+    _check_ids(sae, list(weights))
+    ids = torch.tensor(list(weights))
+    coef = torch.tensor(list(weights.values()), dtype=torch.float32)
+    return coef @ sae.W_dec.detach().float()[ids]
+
+
+def project_out(vector: Tensor, sae: SAE, features: Sequence[int]) -> Tensor:
+    """``vector`` (d,) or (P, d) minus its orthogonal projection onto the span of the features'
+    decoder rows: what is left once those features are removed."""
+    v = _check(vector, sae).float()
+    _check_ids(sae, features)
+    rows = sae.W_dec.detach().float()[list(features)]  # (F, d)
+    flat = v.reshape(-1, v.shape[-1])  # (P, d)
+    coef = torch.linalg.lstsq(rows.t(), flat.t()).solution  # (F, P)
+    return (flat - (rows.t() @ coef).t()).reshape(v.shape)
+
+
+def _lstsq(rows: Tensor, v: Tensor) -> Tensor:
+    """argmin_c |c @ rows - v|: (F,) for rows (F, d), v (d,)."""
+    return torch.linalg.lstsq(rows.t(), v.unsqueeze(1)).solution.squeeze(1)
+
+
+def _check(vector: Tensor, sae: SAE) -> Tensor:
+    if vector.shape[-1] != sae.cfg.d_in:
+        raise SaescopeError(
+            f"SAE expects d_in={sae.cfg.d_in}, the vector has {vector.shape[-1]}; "
+            "was it taken at another site?"
+        )
+    return vector.detach().to(sae.W_dec.device)
+
+
+def _check_ids(sae: SAE, features: Sequence[int]) -> None:
+    bad = [f for f in features if not 0 <= f < sae.cfg.d_sae]
+    if bad:
+        raise SaescopeError(f"the SAE has {sae.cfg.d_sae} latents; got {bad}")
