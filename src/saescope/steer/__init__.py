@@ -1,6 +1,7 @@
 """Interventions during the forward pass and generation: SAE features, raw units and directions
 (clamp, add, scale, ablate), steering vectors, and measuring what steering does."""
 
+from saescope.steer.compare import Comparison, compare
 from saescope.steer.generate import GenerationConfig, Rollouts, generate_with
 from saescope.steer.interventions import (
     Edit,
@@ -36,6 +37,7 @@ from saescope.steer.vectors import (
 __all__ = [
     "ALL",
     "GENERATED",
+    "Comparison",
     "Decomposition",
     "Edit",
     "FeatureIntervention",
@@ -50,6 +52,7 @@ __all__ = [
     "add",
     "clamp",
     "clamp_neurons",
+    "compare",
     "contrastive_vector",
     "decompose",
     "feature_vector",

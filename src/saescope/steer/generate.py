@@ -44,6 +44,10 @@ class GenerationConfig:
             raise SaescopeError(f"temperature must be > 0 to sample, got {self.temperature}")
 
 
+GREEDY = GenerationConfig()
+"""40 greedy tokens, one rollout."""
+
+
 @dataclass(frozen=True)
 class Rollouts:
     """The continuations of one prompt."""
@@ -52,7 +56,8 @@ class Rollouts:
     texts: list[str]
     """One continuation per sample, without the prompt, special tokens dropped."""
     tokens: Tensor
-    """(samples, max_new_tokens) generated token ids (padding after an early EOS)."""
+    """(samples, new) generated token ids: new <= max_new_tokens (generation stops when every
+    row has ended); rows that end early are padded."""
 
 
 @torch.inference_mode()
@@ -60,7 +65,7 @@ def generate_with(
     model: LanguageModel,
     prompts: str | Sequence[str],
     interventions: Sequence[Intervention] = (),
-    config: GenerationConfig = GenerationConfig(),
+    config: GenerationConfig = GREEDY,
 ) -> list[Rollouts]:
     """Continue each prompt ``config.samples`` times with ``interventions`` applied."""
     texts = [prompts] if isinstance(prompts, str) else list(prompts)
