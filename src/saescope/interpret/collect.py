@@ -1,0 +1,262 @@
+"""One streaming pass of feature statistics, in memory bounded by (features x examples).
+
+Per feature: how many tokens it fires on, the sum and max of its activations, a histogram of
+log10 activation; the ``top`` contexts where it is largest; a uniform reservoir ``sample`` of the
+contexts where it fires (grouped by quantile when shown, so a feature is not judged only by its
+extremes); and, from a small shared reservoir of random windows, the ones where it is silent.
+
+Examples are counted per (feature, context): a context enters a feature's lists at most once, at the
+position of its largest activation there, with the window of tokens around that position and the
+feature's activation on each of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from saescope.sae import Latents
+
+HIST_LOG10_RANGE = (-3.0, 5.0)
+HIST_BINS = 64
+PAD_TOKEN = -2
+"""Token id of window slots outside the context."""
+UNKNOWN_TOKEN = -1
+"""Token id of positions the activations do not cover (BOS and other excluded tokens)."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    top: int = 20
+    """Top-activating contexts kept per feature."""
+    samples: int = 10
+    """Contexts sampled uniformly among those where a feature fires (shown by quantile)."""
+    zeros: int = 3
+    """Random contexts where the feature does not fire, shown for contrast."""
+    before: int = 20
+    """Tokens of each example window before the focus token."""
+    after: int = 5
+    """Tokens of each example window after the focus token."""
+    zero_pool: int = 64
+    """Random windows kept (shared by all features) to draw the non-firing examples from."""
+    seed: int = 0
+
+    @property
+    def window(self) -> int:
+        return self.before + 1 + self.after
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Activations of whole contexts, as rows, with the tokens they came from."""
+
+    tokens: Tensor
+    """(B, T) token ids (``UNKNOWN_TOKEN`` where the activations exclude a position)."""
+    contexts: Tensor
+    """(B,) global index of each context in the stream."""
+    acts: Tensor
+    """(N, d) activation rows."""
+    row_context: Tensor
+    """(N,) which of the B contexts each row is from."""
+    row_position: Tensor
+    """(N,) its position in that context."""
+
+
+class Slots:
+    """For every feature, ``size`` examples ranked by a score (largest kept)."""
+
+    def __init__(self, features: int, size: int, window: int) -> None:
+        self.score = torch.full((features, size), float("-inf"))
+        self.value = torch.zeros(features, size)
+        self.context = torch.full((features, size), -1, dtype=torch.long)
+        self.position = torch.full((features, size), -1, dtype=torch.long)
+        self.tokens = torch.full((features, size, window), PAD_TOKEN, dtype=torch.int32)
+        self.acts = torch.zeros(features, size, window)
+
+    def state(self, prefix: str) -> dict[str, Tensor]:
+        return {f"{prefix}.{k}": v for k, v in vars(self).items()}
+
+    def load(self, prefix: str, state: dict[str, Tensor]) -> None:
+        for key in vars(self):
+            setattr(self, key, state[f"{prefix}.{key}"])
+
+
+class FeatureCollector:
+    """Accumulates every per-feature statistic of the index from sparse feature batches."""
+
+    def __init__(self, features: int, cfg: CollectConfig = CollectConfig()) -> None:
+        self.cfg = cfg
+        self.features = features
+        self.tokens_seen = 0
+        self.fires = torch.zeros(features, dtype=torch.long)
+        self.act_sum = torch.zeros(features, dtype=torch.float64)
+        self.act_max = torch.zeros(features)
+        self.hist = torch.zeros(features, HIST_BINS, dtype=torch.long)
+        self.top = Slots(features, cfg.top, cfg.window)
+        self.sample = Slots(features, cfg.samples, cfg.window)
+        self.pool_score = torch.full((cfg.zero_pool,), float("-inf"))
+        self.pool_tokens = torch.full((cfg.zero_pool, cfg.window), PAD_TOKEN, dtype=torch.int32)
+        self.pool_context = torch.full((cfg.zero_pool,), -1, dtype=torch.long)
+        self.pool_fired = torch.zeros(cfg.zero_pool, features, dtype=torch.bool)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    # -- the pass ----------------------------------------------------------------------------
+
+    def update(self, batch: Batch, latents: Latents) -> None:
+        """Fold one batch in; ``latents`` encode ``batch.acts`` (only positive values)."""
+        F, (B, T) = self.features, batch.tokens.shape
+        values = latents.values.float().cpu()  # (nnz,)
+        feature = latents.indices.cpu()
+        ctx = batch.row_context[latents.rows.cpu()]
+        pos = batch.row_position[latents.rows.cpu()]
+        self.tokens_seen += len(batch.acts)
+        self._update_stats(values, feature)
+
+        key = ctx * F + feature  # one cell per (context, feature)
+        ctx_max = torch.zeros(B * F).scatter_reduce_(0, key, values, "amax")
+        is_max = values == ctx_max[key]
+        ctx_pos = torch.zeros(B * F, dtype=torch.long).scatter_(0, key[is_max], pos[is_max])
+        ctx_max, ctx_pos = ctx_max.view(B, F), ctx_pos.view(B, F)
+        lookup = _ActLookup(ctx, pos, feature, values, T, F)
+
+        top_score = torch.where(ctx_max > 0, ctx_max, float("-inf"))
+        self._merge(self.top, top_score, ctx_max, ctx_pos, batch, lookup)
+        u = torch.rand(B, F, generator=self.generator)
+        sample_score = torch.where(ctx_max > 0, u, float("-inf"))
+        self._merge(self.sample, sample_score, ctx_max, ctx_pos, batch, lookup)
+        self._update_pool(batch, lookup)
+
+    def _update_stats(self, values: Tensor, feature: Tensor) -> None:
+        F = self.features
+        self.fires += torch.bincount(feature, minlength=F)
+        self.act_sum += torch.bincount(feature, weights=values.double(), minlength=F)
+        self.act_max = self.act_max.scatter_reduce(0, feature, values, "amax")
+        lo, hi = HIST_LOG10_RANGE
+        bins = (
+            ((values.log10() - lo) / (hi - lo) * HIST_BINS).floor().long().clamp(0, HIST_BINS - 1)
+        )
+        self.hist += torch.bincount(feature * HIST_BINS + bins, minlength=F * HIST_BINS).view(
+            F, HIST_BINS
+        )
+
+    def _merge(
+        self,
+        slots: Slots,
+        score: Tensor,  # (B, F)
+        ctx_max: Tensor,  # (B, F)
+        ctx_pos: Tensor,  # (B, F)
+        batch: Batch,
+        lookup: _ActLookup,
+    ) -> None:
+        size = slots.score.shape[1]
+        take = min(size, score.shape[0])
+        best, which = score.topk(take, dim=0)  # (take, F): this batch's best contexts
+        merged = torch.cat([slots.score, best.t()], dim=1)  # (F, size + take)
+        new_score, order = merged.topk(size, dim=1)  # (F, size)
+        from_batch = order >= size
+        old = order.clamp(max=size - 1)
+        for name in ("value", "context", "position", "tokens", "acts"):
+            tensor = getattr(slots, name)
+            index = old if tensor.dim() == 2 else old[..., None].expand(-1, -1, tensor.shape[2])
+            setattr(slots, name, tensor.gather(1, index))
+        slots.score = new_score
+        f, s = torch.nonzero(from_batch & (new_score > float("-inf")), as_tuple=True)
+        if len(f) == 0:
+            return
+        c = which[order[f, s] - size, f]  # batch context of each new example
+        p = ctx_pos[c, f]
+        slots.value[f, s] = ctx_max[c, f]
+        slots.context[f, s] = batch.contexts[c]
+        slots.position[f, s] = p
+        slots.tokens[f, s], slots.acts[f, s] = self._window(batch, lookup, c, p, f)
+
+    def _window(
+        self, batch: Batch, lookup: _ActLookup, c: Tensor, p: Tensor, f: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Token ids and activations (len(c), W) of the windows centred on (c, p) for feature f."""
+        T = batch.tokens.shape[1]
+        offsets = torch.arange(-self.cfg.before, self.cfg.after + 1)
+        where = p[:, None] + offsets  # (n, W)
+        inside = (where >= 0) & (where < T)
+        tokens = batch.tokens[c[:, None], where.clamp(0, T - 1)].to(torch.int32)
+        tokens = torch.where(inside, tokens, PAD_TOKEN)
+        if f is None:
+            return tokens, torch.zeros(tokens.shape)
+        acts = lookup(c[:, None].expand_as(where), where, f[:, None].expand_as(where))
+        return tokens, torch.where(inside, acts, 0.0)
+
+    def _update_pool(self, batch: Batch, lookup: _ActLookup) -> None:
+        """Offer one random window of this batch to the shared reservoir of contrast windows."""
+        B, T = batch.tokens.shape
+        u = torch.rand(1, generator=self.generator)
+        slot = int(self.pool_score.argmin())
+        if not u > self.pool_score[slot]:
+            return
+        c = torch.randint(B, (1,), generator=self.generator)
+        p = torch.randint(T, (1,), generator=self.generator)
+        self.pool_score[slot] = u
+        self.pool_tokens[slot] = self._window(batch, lookup, c, p, None)[0][0]
+        self.pool_context[slot] = batch.contexts[c]
+        lo, hi = int(p) - self.cfg.before, int(p) + self.cfg.after
+        self.pool_fired[slot] = lookup.fired_in(int(c), lo, hi, self.features)
+
+    # -- results -----------------------------------------------------------------------------
+
+    def zero_examples(self, feature: int) -> list[int]:
+        """Pool slots (up to ``cfg.zeros``) of windows where ``feature`` never fires."""
+        usable = (self.pool_score > float("-inf")) & ~self.pool_fired[:, feature]
+        return torch.nonzero(usable).flatten()[: self.cfg.zeros].tolist()
+
+    def state(self) -> dict[str, Tensor]:
+        return {
+            "tokens_seen": torch.tensor(self.tokens_seen),
+            "fires": self.fires,
+            "act_sum": self.act_sum,
+            "act_max": self.act_max,
+            "hist": self.hist,
+            "pool_score": self.pool_score,
+            "pool_tokens": self.pool_tokens,
+            "pool_context": self.pool_context,
+            "pool_fired": self.pool_fired,
+            "generator": self.generator.get_state(),
+            **self.top.state("top"),
+            **self.sample.state("sample"),
+        }
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        self.tokens_seen = int(state["tokens_seen"])
+        for name in ("fires", "act_sum", "act_max", "hist"):
+            setattr(self, name, state[name])
+        for name in ("pool_score", "pool_tokens", "pool_context", "pool_fired"):
+            setattr(self, name, state[name])
+        self.generator.set_state(state["generator"])
+        self.top.load("top", state)
+        self.sample.load("sample", state)
+
+
+class _ActLookup:
+    """Activation of feature f at (context, position) in a batch, from its sparse entries."""
+
+    def __init__(
+        self, ctx: Tensor, pos: Tensor, feature: Tensor, values: Tensor, T: int, F: int
+    ) -> None:
+        self.T, self.F = T, F
+        keys = (ctx * T + pos) * F + feature
+        self.keys, order = keys.sort()
+        self.values = values[order]
+        self.ctx, self.pos, self.feature = ctx, pos, feature
+
+    def __call__(self, c: Tensor, p: Tensor, f: Tensor) -> Tensor:
+        if len(self.keys) == 0:
+            return torch.zeros(c.shape)
+        query = (c * self.T + p.clamp(0, self.T - 1)) * self.F + f
+        at = torch.searchsorted(self.keys, query).clamp(max=len(self.keys) - 1)
+        return torch.where(self.keys[at] == query, self.values[at], 0.0)
+
+    def fired_in(self, c: int, lo: int, hi: int, features: int) -> Tensor:
+        inside = (self.ctx == c) & (self.pos >= lo) & (self.pos <= hi)
+        fired = torch.zeros(features, dtype=torch.bool)
+        fired[self.feature[inside]] = True
+        return fired

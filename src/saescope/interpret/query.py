@@ -1,0 +1,193 @@
+"""Reading a feature index: one feature's record, short descriptions, text search."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saescope.errors import SaescopeError
+from saescope.interpret import store
+from saescope.interpret.collect import PAD_TOKEN
+from saescope.interpret.neurons import Example
+
+
+@dataclass(frozen=True)
+class FeatureRecord:
+    """Everything the index knows about one feature."""
+
+    feature: int
+    fires: int
+    density: float
+    """Fraction of the indexed tokens it fires on."""
+    mean_activation: float | None
+    max_activation: float
+    histogram: np.ndarray
+    """(bins,) counts of log10 activation over ``FeatureIndex.histogram_edges``."""
+    top_tokens: str
+    """The tokens its top examples peak on, most common first."""
+    top: list[Example]
+    """The contexts where it is largest, largest first."""
+    samples: list[tuple[int, Example]]
+    """(quantile, example): a uniform sample of the contexts where it fires, by activation."""
+    zeros: list[Example]
+    """Contexts where it does not fire."""
+    promoted: list[tuple[str, float]]
+    suppressed: list[tuple[str, float]]
+    neighbours: list[tuple[int, float]]
+    """(feature, decoder cosine), nearest first."""
+    neurons: list[tuple[int, float]]
+    """(neuron, decoder weight) for SAEs on MLP neurons; empty otherwise."""
+    explanation: str | None = None
+
+    @property
+    def description(self) -> str:
+        return self.explanation or self.top_tokens
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    feature: int
+    score: float
+    top_tokens: str
+    density: float
+
+
+class FeatureIndex:
+    """An index file opened for reading: ``FeatureIndex("index.db").feature(6605)``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = store.open_db(self.path)
+        self.meta: dict[str, Any] = {
+            k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")
+        }
+        self.n_features = int(self.meta["features"])
+        self.histogram_edges = np.asarray(self.meta["histogram_log10_edges"])
+
+    def __enter__(self) -> FeatureIndex:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureIndex({str(self.path)!r}: {self.n_features:,} {self.meta['source']['kind']} "
+            f"features at {self.meta['site']}, {self.meta['tokens']:,} tokens)"
+        )
+
+    def check(self, feature: int) -> int:
+        if not 0 <= feature < self.n_features:
+            raise SaescopeError(
+                f"feature {feature} does not exist: this index has features 0..{self.n_features - 1}"
+            )
+        return feature
+
+    def _token(self, token: int) -> str:
+        row = self.db.execute("SELECT text FROM tokens WHERE id = ?", (token,)).fetchone()
+        return row[0] if row else f"<{token}>"
+
+    def _examples(self, feature: int, kind: str) -> list[tuple[int | None, Example]]:
+        rows = self.db.execute(
+            "SELECT activation, quantile, context, position, focus, token_ids, activations "
+            "FROM examples WHERE feature = ? AND kind = ? ORDER BY rank",
+            (feature, kind),
+        ).fetchall()
+        out = []
+        for act, quantile, context, position, focus, ids_blob, acts_blob in rows:
+            ids = np.frombuffer(ids_blob, dtype="<i4")
+            acts = np.frombuffer(acts_blob, dtype=store.ACT_DTYPE).astype(np.float32)
+            keep = ids != PAD_TOKEN
+            shift = int((~keep[:focus]).sum())
+            example = Example(
+                activation=act,
+                context=context,
+                position=position,
+                tokens=[self._token(int(t)) for t in ids[keep]],
+                activations=acts[keep].tolist(),
+                focus=focus - shift,
+            )
+            out.append((quantile, example))
+        return out
+
+    def feature(self, feature: int) -> FeatureRecord:
+        f = self.check(feature)
+        row = self.db.execute("SELECT * FROM features WHERE feature = ?", (f,)).fetchone()
+        _, fires, density, mean, peak, hist, top_tokens = row
+        logits = self.db.execute(
+            "SELECT sign, tokens.text, value FROM logits JOIN tokens ON tokens.id = logits.token "
+            "WHERE feature = ? ORDER BY sign DESC, rank",
+            (f,),
+        ).fetchall()
+        explanation = self.db.execute(
+            "SELECT explanation FROM explanations WHERE feature = ? ORDER BY score DESC LIMIT 1",
+            (f,),
+        ).fetchone()
+        return FeatureRecord(
+            feature=f,
+            fires=fires,
+            density=density,
+            mean_activation=mean,
+            max_activation=peak,
+            histogram=np.frombuffer(hist, dtype="<i4"),
+            top_tokens=top_tokens,
+            top=[e for _, e in self._examples(f, "top")],
+            samples=[(q or 0, e) for q, e in self._examples(f, "sample")],
+            zeros=[e for _, e in self._examples(f, "zero")],
+            promoted=[(t, v) for sign, t, v in logits if sign > 0],
+            suppressed=[(t, v) for sign, t, v in logits if sign < 0],
+            neighbours=self._pairs("SELECT other, cosine FROM neighbours", f),
+            neurons=self._pairs("SELECT neuron, weight FROM neurons", f),
+            explanation=explanation[0] if explanation else None,
+        )
+
+    def _pairs(self, select: str, feature: int) -> list[tuple[int, float]]:
+        rows = self.db.execute(f"{select} WHERE feature = ? ORDER BY rank", (feature,))
+        return [(int(a), float(b)) for a, b in rows]
+
+    def describe(self, features: list[int]) -> dict[int, str]:
+        """A short description of each feature: its explanation if it has one, else the tokens
+        its top examples peak on."""
+        out: dict[int, str] = {}
+        for f in features:
+            row = self.db.execute(
+                "SELECT coalesce((SELECT explanation FROM explanations e WHERE e.feature = "
+                "f.feature ORDER BY score DESC LIMIT 1), top_tokens) FROM features f "
+                "WHERE feature = ?",
+                (self.check(f),),
+            ).fetchone()
+            out[f] = row[0]
+        return out
+
+    def search(self, query: str, limit: int = 20) -> list[SearchHit]:
+        """Features whose peak tokens, top-example texts or promoted tokens contain ``query``
+        (case-insensitive), best first: a match at the peak counts most."""
+        if not query.strip():
+            raise SaescopeError("the search query is empty")
+        like = f"%{query.strip()}%"
+        scores: dict[int, float] = {}
+        weighted = (
+            (3.0, "SELECT feature, 1 FROM features WHERE top_tokens LIKE ?"),
+            (1.0, "SELECT feature, count(*) FROM examples WHERE kind = 'top' AND text LIKE ? "
+                  "GROUP BY feature"),
+            (2.0, "SELECT feature, count(*) FROM logits JOIN tokens ON tokens.id = logits.token "
+                  "WHERE sign = 1 AND tokens.text LIKE ? GROUP BY feature"),
+        )  # fmt: skip
+        for weight, sql in weighted:
+            for feature, count in self.db.execute(sql, (like,)):
+                scores[feature] = scores.get(feature, 0.0) + weight * count
+        best = sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
+        hits = []
+        for feature, score in best:
+            tokens, density = self.db.execute(
+                "SELECT top_tokens, density FROM features WHERE feature = ?", (feature,)
+            ).fetchone()
+            hits.append(SearchHit(feature, score, tokens, density))
+        return hits

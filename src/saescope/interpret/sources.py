@@ -1,0 +1,107 @@
+"""What a "feature" is to the index: an SAE's latents, or a site's raw units (MLP neurons).
+
+Both turn a site's activations into sparse (values, indices, rows) triples and know where each
+feature writes in the residual stream, which is all the index needs: the statistics come from the
+first, the logit attribution and the neighbours from the second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import Tensor
+
+from saescope.errors import SaescopeError
+from saescope.models import LanguageModel, Site
+from saescope.models.families import get_module
+from saescope.sae import SAE, Latents
+from saescope.sae.io import load_sae
+
+
+@dataclass
+class FeatureSource:
+    """Encodes a site's activations into features, and describes where those features write."""
+
+    kind: str
+    """``"sae"`` or ``"neurons"``."""
+    site: str
+    """The hook site whose activations ``encode`` reads (``layers.6.resid_post``)."""
+    n_features: int
+    d_in: int
+    sae: SAE | None = None
+    identity: str = ""
+    """A checksum of the SAE's weights (or the site name for neurons): what the index was built
+    from, checked when a build resumes."""
+    path: str = ""
+
+    @torch.inference_mode()
+    def encode(self, x: Tensor) -> Latents:
+        """Sparse features of ``x`` (N, d_in); only strictly positive values count as firing."""
+        if x.shape[-1] != self.d_in:
+            raise SaescopeError(
+                f"the {self.kind} at {self.site} expects width {self.d_in}, activations have "
+                f"{x.shape[-1]}; were they captured at another site or from another model?"
+            )
+        if self.sae is not None:
+            lat = self.sae.encode(x.to(self.sae.W_enc.dtype))
+        else:
+            rows, indices = torch.nonzero(x > 0, as_tuple=True)
+            lat = Latents(x[rows, indices], indices, rows, (len(x), self.d_in))
+        fired = lat.values > 0
+        if bool(fired.all()):
+            return lat
+        return Latents(lat.values[fired], lat.indices[fired], lat.rows[fired], lat.shape)
+
+    def write_directions(self, model: LanguageModel) -> Tensor:
+        """(n_features, d_model): what one unit of each feature adds to the residual stream.
+
+        SAE decoder rows at a residual or block-output site are residual directions already; at an
+        ``mlp_act`` site (SAE rows or raw neurons) they go through the MLP's down projection.
+        """
+        site = Site.parse(self.site)
+        rows = self.sae.W_dec.detach().float() if self.sae is not None else torch.eye(self.d_in)
+        if site.kind != "mlp_act":
+            return rows
+        layer = model.layers[site.layer]
+        down = get_module(layer, model.family.mlp_act)
+        weight = cast(Tensor, down.weight).detach().float()
+        # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out).
+        w_in_out = weight.t() if weight.shape[1] == self.d_in else weight  # (d_mlp, d_model)
+        return rows @ w_in_out.to(rows.device)
+
+    def decoder_rows(self) -> Tensor:
+        """(n_features, d): the vectors whose cosines make the neighbours (SAE decoder rows)."""
+        if self.sae is None:
+            raise SaescopeError("raw neurons have no decoder; use write_directions")
+        return self.sae.W_dec.detach().float()
+
+
+def sae_source(path: str | Path, site: str | None = None) -> FeatureSource:
+    """The latents of the SAE saved at ``path``; its site from its metadata unless given."""
+    from saescope.evaluate.result import sae_site
+
+    sae = load_sae(path)
+    weights = Path(path) / "sae_weights.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return FeatureSource(
+        kind="sae",
+        site=Site.parse(site).name if site else sae_site(sae),
+        n_features=sae.cfg.d_sae,
+        d_in=sae.cfg.d_in,
+        sae=sae.eval(),
+        identity=f"sha256:{digest}",
+        path=str(Path(path).resolve()),
+    )
+
+
+def neuron_source(model: LanguageModel, site: str) -> FeatureSource:
+    """The raw units of ``site`` (meant for ``mlp_act``: a neuron fires when positive)."""
+    name = model.site(site).name
+    width = model.site_dim(name)
+    return FeatureSource(
+        kind="neurons", site=name, n_features=width, d_in=width, identity=f"neurons:{name}"
+    )

@@ -1,0 +1,149 @@
+"""The feature index on disk: one SQLite file that a web UI, a notebook or ``sqlite3`` can query.
+
+Why SQLite rather than DuckDB: every question asked of an index is a point lookup by feature
+(a dashboard page, a ``show``, the features active on a prompt) or a small text search, which is
+what a row store with B-tree keys does best; it ships with Python (no dependency), is one file
+that copies and opens anywhere, every language and web framework reads it, and many readers can
+open it while another process writes explanations into it. DuckDB wins on analytic scans over
+millions of rows, which an index of one SAE does not need.
+
+Tables (``feature`` is the latent or neuron index everywhere):
+- ``meta(key, value)``: JSON values: what the index was built from (SAE checksum, model, site,
+  dataset, context policy, tokens) and how (format version, window sizes, histogram edges).
+- ``features``: density, firing count, mean and max activation, the log10-activation histogram,
+  and ``top_tokens``, a short description from the tokens its top examples peak on.
+- ``examples``: ``kind`` 'top' (largest activation, ``rank`` 0 is the largest), 'sample'
+  (uniform among firing contexts, with its ``quantile``), 'zero' (a context where it is silent);
+  each a window of ``token_ids`` (int32 little-endian, -2 = outside the context, -1 = a position
+  the activations exclude such as BOS) and the feature's ``activations`` on them (float16 LE),
+  ``focus`` the index of the peak inside the window, and the window as plain ``text``.
+- ``tokens(id, text)``: the decoded text of every token id in an example or a logit row (and of
+  -1, shown as ``<special>``).
+- ``logits``: the tokens each feature's write direction promotes (``sign`` +1) and suppresses (-1)
+  through the final norm and the unembedding.
+- ``neighbours``: the nearest features by decoder cosine. ``neurons``: for SAEs on MLP neurons, the
+  neurons each feature draws on.
+- ``explanations``: written later (an explainer model and a score); empty after a build.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saescope.errors import SaescopeError
+
+FORMAT = "saescope.index/1"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE features (
+    feature INTEGER PRIMARY KEY,
+    fires INTEGER NOT NULL,
+    density REAL NOT NULL,
+    mean_activation REAL,
+    max_activation REAL NOT NULL,
+    histogram BLOB NOT NULL,  -- int32 LE counts over meta.histogram_log10_edges
+    top_tokens TEXT NOT NULL
+);
+CREATE TABLE examples (
+    feature INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('top', 'sample', 'zero')),
+    rank INTEGER NOT NULL,
+    activation REAL NOT NULL,
+    quantile INTEGER,
+    context INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    focus INTEGER NOT NULL,
+    token_ids BLOB NOT NULL,
+    activations BLOB NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (feature, kind, rank)
+) WITHOUT ROWID;
+CREATE TABLE tokens (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE logits (
+    feature INTEGER NOT NULL,
+    sign INTEGER NOT NULL CHECK (sign IN (-1, 1)),
+    rank INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (feature, sign, rank)
+) WITHOUT ROWID;
+CREATE TABLE neighbours (
+    feature INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    other INTEGER NOT NULL,
+    cosine REAL NOT NULL,
+    PRIMARY KEY (feature, rank)
+) WITHOUT ROWID;
+CREATE TABLE neurons (
+    feature INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    neuron INTEGER NOT NULL,
+    weight REAL NOT NULL,
+    PRIMARY KEY (feature, rank)
+) WITHOUT ROWID;
+CREATE TABLE explanations (
+    feature INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    explanation TEXT NOT NULL,
+    score REAL,
+    scorer TEXT,
+    created TEXT NOT NULL,
+    PRIMARY KEY (feature, method)
+);
+"""
+
+
+def create(path: Path) -> sqlite3.Connection:
+    """A new, empty index file at ``path`` (which must not exist)."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    return db
+
+
+def write_meta(db: sqlite3.Connection, meta: dict[str, Any]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()]
+    )
+
+
+def int32_blob(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<i4").tobytes()
+
+
+ACT_DTYPE = "<f2"
+"""Activations in example windows: float16 (3 significant digits is what a colour scale shows)."""
+
+
+def act_blob(values: np.ndarray) -> bytes:
+    limit = float(np.finfo(np.float16).max)
+    return np.clip(values, -limit, limit).astype(ACT_DTYPE).tobytes()
+
+
+def open_db(path: str | Path) -> sqlite3.Connection:
+    """Open an existing index read-write, checking that it is one and of a format we read."""
+    path = Path(path)
+    if not path.is_file():
+        partial = path.with_name(path.name + ".partial")
+        hint = (
+            f"; a build was interrupted ({partial}): rerun `saescope index` with --resume"
+            if partial.exists()
+            else "; build one with `saescope index`"
+        )
+        raise SaescopeError(f"no feature index at {path}{hint}")
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    except sqlite3.DatabaseError as e:
+        db.close()
+        raise SaescopeError(f"{path} is not a saescope feature index ({e})") from e
+    if row is None or json.loads(row[0]) != FORMAT:
+        db.close()
+        found = json.loads(row[0]) if row else None
+        raise SaescopeError(f"{path} holds index format {found!r}; this saescope reads {FORMAT!r}")
+    return db
