@@ -309,6 +309,7 @@ def index_features(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    checkpoint_seconds: float = 60.0,
 ) -> Path:
     """Build the feature index of an SAE (``sae_dir``) or of a site's raw neurons (``site``),
     over a cache (``cache_dir``) or the model run live on ``corpus``."""
@@ -353,4 +354,5 @@ def index_features(
     return build_index(
         source, model, batches, out, tokens, meta, collect,
         resume=resume, overwrite=overwrite, progress=progress,
+        checkpoint_seconds=checkpoint_seconds,
     )  # fmt: skip
