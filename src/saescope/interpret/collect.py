@@ -13,6 +13,7 @@ feature's activation on each of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -106,7 +107,7 @@ class FeatureCollector:
 
     def update(self, batch: Batch, latents: Latents) -> None:
         """Fold one batch in; ``latents`` encode ``batch.acts`` (only positive values)."""
-        F, (B, T) = self.features, batch.tokens.shape
+        F, B = self.features, batch.tokens.shape[0]
         values = latents.values.float().cpu()  # (nnz,)
         feature = latents.indices.cpu()
         ctx = batch.row_context[latents.rows.cpu()]
@@ -119,7 +120,7 @@ class FeatureCollector:
         is_max = values == ctx_max[key]
         ctx_pos = torch.zeros(B * F, dtype=torch.long).scatter_(0, key[is_max], pos[is_max])
         ctx_max, ctx_pos = ctx_max.view(B, F), ctx_pos.view(B, F)
-        lookup = _ActLookup(ctx, pos, feature, values, T, F)
+        lookup = _ActLookup(batch, latents, values)
 
         top_score = torch.where(ctx_max > 0, ctx_max, float("-inf"))
         self._merge(self.top, top_score, ctx_max, ctx_pos, batch, lookup)
@@ -129,17 +130,14 @@ class FeatureCollector:
         self._update_pool(batch, lookup)
 
     def _update_stats(self, values: Tensor, feature: Tensor) -> None:
-        F = self.features
-        self.fires += torch.bincount(feature, minlength=F)
-        self.act_sum += torch.bincount(feature, weights=values.double(), minlength=F)
-        self.act_max = self.act_max.scatter_reduce(0, feature, values, "amax")
+        # index_add_ rather than bincount: integer bincount is ~50x slower on CPU.
+        self.fires.index_add_(0, feature, torch.ones_like(feature))
+        self.act_sum.index_add_(0, feature, values.double())
+        self.act_max.scatter_reduce_(0, feature, values, "amax")
         lo, hi = HIST_LOG10_RANGE
-        bins = (
-            ((values.log10() - lo) / (hi - lo) * HIST_BINS).floor().long().clamp(0, HIST_BINS - 1)
-        )
-        self.hist += torch.bincount(feature * HIST_BINS + bins, minlength=F * HIST_BINS).view(
-            F, HIST_BINS
-        )
+        bins = ((values.log10() - lo) / (hi - lo) * HIST_BINS).floor().long()
+        cell = feature * HIST_BINS + bins.clamp(0, HIST_BINS - 1)
+        self.hist.view(-1).index_add_(0, cell, torch.ones_like(cell))
 
     def _merge(
         self,
@@ -150,27 +148,37 @@ class FeatureCollector:
         batch: Batch,
         lookup: _ActLookup,
     ) -> None:
+        """Keep each feature's ``size`` best-scoring examples among its slots and this batch.
+
+        Slots are unordered storage: a newcomer overwrites the slot of an example it pushes
+        out, so nothing is moved and only the newcomers' windows are built.
+        """
         size = slots.score.shape[1]
-        take = min(size, score.shape[0])
-        best, which = score.topk(take, dim=0)  # (take, F): this batch's best contexts
-        merged = torch.cat([slots.score, best.t()], dim=1)  # (F, size + take)
-        new_score, order = merged.topk(size, dim=1)  # (F, size)
-        from_batch = order >= size
-        old = order.clamp(max=size - 1)
-        for name in ("value", "context", "position", "tokens", "acts"):
-            tensor = getattr(slots, name)
-            index = old if tensor.dim() == 2 else old[..., None].expand(-1, -1, tensor.shape[2])
-            setattr(slots, name, tensor.gather(1, index))
-        slots.score = new_score
-        f, s = torch.nonzero(from_batch & (new_score > float("-inf")), as_tuple=True)
-        if len(f) == 0:
+        # Only features with a context that beats their current worst slot can change.
+        worst = slots.score.min(dim=1).values  # (F,)
+        (active,) = torch.nonzero((score > worst).any(dim=0), as_tuple=True)
+        if len(active) == 0:
             return
-        c = which[order[f, s] - size, f]  # batch context of each new example
+        take = min(size, score.shape[0])
+        best, which = score[:, active].t().topk(take, dim=1)  # (A, take): best contexts here
+        merged = torch.cat([slots.score[active], best], dim=1)  # (A, size + take)
+        order = merged.topk(size, dim=1).indices  # (A, size)
+        kept = torch.zeros_like(merged, dtype=torch.bool).scatter_(1, order, True)
+        # Per feature, as many old slots drop out as newcomers come in: pair them in order.
+        a, free = torch.nonzero(~kept[:, :size], as_tuple=True)
+        a_new, new = torch.nonzero(kept[:, size:], as_tuple=True)
+        real = best[a_new, new] > float("-inf")
+        a, free, new = a[real], free[real], new[real]
+        if len(a) == 0:
+            return
+        f = active[a]
+        c = which[a, new]  # batch context of each newcomer
         p = ctx_pos[c, f]
-        slots.value[f, s] = ctx_max[c, f]
-        slots.context[f, s] = batch.contexts[c]
-        slots.position[f, s] = p
-        slots.tokens[f, s], slots.acts[f, s] = self._window(batch, lookup, c, p, f)
+        slots.score[f, free] = best[a, new]
+        slots.value[f, free] = ctx_max[c, f]
+        slots.context[f, free] = batch.contexts[c]
+        slots.position[f, free] = p
+        slots.tokens[f, free], slots.acts[f, free] = self._window(batch, lookup, c, p, f)
 
     def _window(
         self, batch: Batch, lookup: _ActLookup, c: Tensor, p: Tensor, f: Tensor | None
@@ -184,7 +192,9 @@ class FeatureCollector:
         tokens = torch.where(inside, tokens, PAD_TOKEN)
         if f is None:
             return tokens, torch.zeros(tokens.shape)
-        acts = lookup(c[:, None].expand_as(where), where, f[:, None].expand_as(where))
+        acts = lookup(
+            c[:, None].expand_as(where), where.clamp(0, T - 1), f[:, None].expand_as(where)
+        )
         return tokens, torch.where(inside, acts, 0.0)
 
     def _update_pool(self, batch: Batch, lookup: _ActLookup) -> None:
@@ -237,26 +247,48 @@ class FeatureCollector:
 
 
 class _ActLookup:
-    """Activation of feature f at (context, position) in a batch, from its sparse entries."""
+    """Activation of feature f at (context, position) of a batch, from its sparse entries.
 
-    def __init__(
-        self, ctx: Tensor, pos: Tensor, feature: Tensor, values: Tensor, T: int, F: int
-    ) -> None:
-        self.T, self.F = T, F
-        keys = (ctx * T + pos) * F + feature
-        self.keys, order = keys.sort()
-        self.values = values[order]
-        self.ctx, self.pos, self.feature = ctx, pos, feature
+    The entries of each row (sorted by row, as ``Latents`` are) go into a padded (N, width)
+    table of feature ids and values, and a (B, T) map gives each position its row.
+    """
 
-    def __call__(self, c: Tensor, p: Tensor, f: Tensor) -> Tensor:
-        if len(self.keys) == 0:
-            return torch.zeros(c.shape)
-        query = (c * self.T + p.clamp(0, self.T - 1)) * self.F + f
-        at = torch.searchsorted(self.keys, query).clamp(max=len(self.keys) - 1)
-        return torch.where(self.keys[at] == query, self.values[at], 0.0)
+    def __init__(self, batch: Batch, latents: Latents, values: Tensor) -> None:
+        self.batch, self.latents, self.values = batch, latents, values
+
+    @cached_property
+    def tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(ids (N+1, width), values (N+1, width), row_of (B, T)), built on first use: late in a
+        pass most batches bring no newcomer and never need them."""
+        batch = self.batch
+        rows, features = self.latents.rows.cpu(), self.latents.indices.cpu()
+        n = len(batch.acts)
+        counts = torch.bincount(rows, minlength=n)
+        width = max(int(counts.max()) if n else 0, 1)
+        slot = torch.arange(len(rows)) - (counts.cumsum(0) - counts)[rows]
+        ids = torch.full((n + 1, width), -1, dtype=torch.long)  # row n: "no row"
+        ids[rows, slot] = features
+        values = torch.zeros(n + 1, width)
+        values[rows, slot] = self.values
+        row_of = torch.full(batch.tokens.shape, n, dtype=torch.long)  # (B, T)
+        row_of[batch.row_context, batch.row_position] = torch.arange(n)
+        return ids, values, row_of
+
+    def __call__(self, c: Tensor, p: Tensor, f: Tensor, chunk: int = 1 << 18) -> Tensor:
+        """Values at (c, p) for features f (all the same shape; p already within the context)."""
+        ids, values, row_of = self.tables
+        rows = row_of[c, p].flatten()
+        f = f.flatten()
+        out = torch.empty(len(rows))
+        for i in range(0, len(rows), chunk):
+            r, want = rows[i : i + chunk], f[i : i + chunk, None]
+            out[i : i + chunk] = (values[r] * (ids[r] == want)).sum(1)
+        return out.view(c.shape)
 
     def fired_in(self, c: int, lo: int, hi: int, features: int) -> Tensor:
-        inside = (self.ctx == c) & (self.pos >= lo) & (self.pos <= hi)
-        fired = torch.zeros(features, dtype=torch.bool)
-        fired[self.feature[inside]] = True
-        return fired
+        """(features,) bool: which features fire anywhere in positions lo..hi of context c."""
+        ids, _, row_of = self.tables
+        rows = row_of[c, max(lo, 0) : min(hi, row_of.shape[1] - 1) + 1]
+        fired = torch.zeros(features + 1, dtype=torch.bool)
+        fired[ids[rows].flatten()] = True  # id -1 lands in the spare last slot
+        return fired[:features]

@@ -102,14 +102,14 @@ def _rows(
     valid = slots.score > float("-inf")  # (F, S)
     tokens, acts = slots.tokens.numpy(), slots.acts.numpy()
     value, context, position = slots.value, slots.context, slots.position
-    if kind == "top":
-        rank = torch.arange(slots.score.shape[1]).expand_as(valid)
-        quantile = None
-    else:  # rank the uniform sample by activation and cut it into quantile groups
-        by_value = torch.where(valid, value, float("inf")).argsort(dim=1)
-        rank = by_value.argsort(dim=1)
+    # Slots are unordered: rank by score (top) or by activation (the sample, then cut into
+    # quantile groups); empty slots sort last.
+    key = slots.score if kind == "top" else slots.value
+    rank = torch.where(valid, key, float("-inf")).argsort(dim=1, descending=True).argsort(dim=1)
+    quantile = None
+    if kind != "top":
         count = valid.sum(1, keepdim=True).clamp(min=1)
-        quantile = (rank * QUANTILES // count).clamp(max=QUANTILES - 1)
+        quantile = ((count - 1 - rank) * QUANTILES // count).clamp(min=0, max=QUANTILES - 1)
     for f, s in torch.nonzero(valid).tolist():
         ids = tokens[f, s]
         yield (
