@@ -3,7 +3,9 @@
 1. capture ``layers.6.resid_post`` activations into a cache (the last shard held out);
 2. train a TopK SAE (width 8192, k = 32) on it;
 3. evaluate it: reconstruction on the held-out shard, next-token loss with it spliced in,
-   and the HTML report.
+   and the HTML report;
+4. index its features over the cached activations and print a few that read at a glance, with
+   their HTML dashboards.
 Reruns reuse (or resume) what is already on disk.
 """
 
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 SHARD_ROWS = 65_536
 HOLDOUT_ROWS = 50_000
 LOSS_TOKENS = 8_192
+INDEX_TOKENS = 262_144
+SHOWN_FEATURES = 6
 """Shards close on whole contexts, a little past SHARD_ROWS, so the last one is shorter: it is
 the held-out set as long as it holds this many rows."""
 
@@ -38,7 +42,7 @@ def run_quickstart(
     start = time.perf_counter()
     cache_dir = out / "activations"
     log.info(
-        "[1/2] capture %s of %s (first run converts the model from GGUF: ~1 min)",
+        "[1/4] capture %s of %s (first run converts the model from GGUF: ~1 min)",
         site,
         DEFAULT_MODEL,
     )
@@ -58,7 +62,7 @@ def run_quickstart(
     spec = SAESpec("topk", 8192, 32)
     sae_dir = out / "saes" / spec.name
     train_rows = cache.rows_in(cache.split(HOLDOUT_ROWS)[0])
-    log.info("[2/3] train %s (%d epochs over %s rows)", spec.name, epochs, f"{train_rows:,}")
+    log.info("[2/4] train %s (%d epochs over %s rows)", spec.name, epochs, f"{train_rows:,}")
     if (sae_dir / "heldout.json").exists():
         log.info("SAE %s is trained; reusing it", sae_dir)
         trained = None
@@ -71,7 +75,7 @@ def run_quickstart(
         [trained] = train_from_cache(
             cache_dir, out / "saes", [spec], cfg, holdout_rows=HOLDOUT_ROWS, resume=resume
         )
-    log.info("[3/3] evaluate %s (spliced loss on %s tokens)", spec.name, f"{LOSS_TOKENS:,}")
+    log.info("[3/4] evaluate %s (spliced loss on %s tokens)", spec.name, f"{LOSS_TOKENS:,}")
     report = evaluate_saes(
         [sae_dir],
         out / "report",
@@ -80,7 +84,49 @@ def run_quickstart(
         tokens=HOLDOUT_ROWS,
         loss_tokens=LOSS_TOKENS,
     )
+    log.info("[4/4] index the features of %s over %s tokens", spec.name, f"{INDEX_TOKENS:,}")
+    index = _index(out, cache_dir, sae_dir)
     _report(out, cache_dir, sae_dir, report, trained, time.perf_counter() - start)
+    _show_features(out, index)
+
+
+def _index(out: Path, cache_dir: Path, sae_dir: Path) -> Path:
+    from saescope.interpret.index import partial_dir
+    from saescope.pipeline import index_features
+
+    path = out / "index.db"
+    if path.exists():
+        log.info("feature index %s exists; reusing it", path)
+        return path
+    return index_features(
+        path,
+        sae_dir=sae_dir,
+        cache_dir=cache_dir,
+        tokens=INDEX_TOKENS,
+        resume=partial_dir(path).exists(),
+    )
+
+
+def _show_features(out: Path, path: Path) -> None:
+    from saescope.interpret.dashboard import write_dashboards
+    from saescope.interpret.query import FeatureIndex
+
+    with FeatureIndex(path) as index:
+        chosen = index.consistent_features(SHOWN_FEATURES)
+        log.info("  index        %s   saescope show --index %s FEATURE", path, path)
+        log.info("features whose top contexts agree (saescope search --index %s WORD):", path)
+        for f in chosen:
+            r = index.feature(f)
+            promotes = " ".join(repr(t) for t, _ in r.promoted[:3])
+            example = r.top[0]
+            lo = max(example.focus - 8, 0)
+            snippet = "".join(example.tokens[lo : example.focus + 1]).replace("\n", " ")
+            log.info(
+                "  %5d  %.3f%%  peaks on %s; promotes %s; e.g. ...%s",
+                f, 100 * r.density, r.top_tokens, promotes, snippet,
+            )  # fmt: skip
+        pages = write_dashboards(index, chosen, out / "dashboards")
+    log.info("  dashboards   %s", pages)
 
 
 def _report(

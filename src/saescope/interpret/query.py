@@ -120,7 +120,7 @@ class FeatureIndex:
     def feature(self, feature: int) -> FeatureRecord:
         f = self.check(feature)
         row = self.db.execute("SELECT * FROM features WHERE feature = ?", (f,)).fetchone()
-        _, fires, density, mean, peak, hist, top_tokens = row
+        _, fires, density, mean, peak, hist, top_tokens, _ = row
         logits = self.db.execute(
             "SELECT sign, tokens.text, value FROM logits JOIN tokens ON tokens.id = logits.token "
             "WHERE feature = ? ORDER BY sign DESC, rank",
@@ -191,3 +191,24 @@ class FeatureIndex:
             ).fetchone()
             hits.append(SearchHit(feature, score, tokens, density))
         return hits
+
+    def consistent_features(
+        self, limit: int = 5, density: tuple[float, float] = (1e-4, 2e-2), top: int = 10
+    ) -> list[int]:
+        """Features whose top examples agree most on the token they peak on (the easiest to
+        read at a glance), within a density range, one per peak token."""
+        rows = self.db.execute(
+            "SELECT feature, top_tokens FROM features WHERE density BETWEEN ? AND ? "
+            "AND max_activation > 0 ORDER BY peak_share DESC, fires DESC",
+            density,
+        )
+        chosen: list[int] = []
+        seen: set[str] = set()
+        for feature, tokens in rows:
+            peak = tokens.split("×")[0].strip().lower()
+            if peak not in seen and len(self._examples(feature, "top")) >= min(top, 5):
+                seen.add(peak)
+                chosen.append(feature)
+            if len(chosen) == limit:
+                break
+        return chosen

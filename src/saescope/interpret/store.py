@@ -11,7 +11,8 @@ Tables (``feature`` is the latent or neuron index everywhere):
 - ``meta(key, value)``: JSON values: what the index was built from (SAE checksum, model, site,
   dataset, context policy, tokens) and how (format version, window sizes, histogram edges).
 - ``features``: density, firing count, mean and max activation, the log10-activation histogram,
-  and ``top_tokens``, a short description from the tokens its top examples peak on.
+  ``top_tokens``, a short description from the tokens its top examples peak on, and
+  ``peak_share``, the fraction of them that peak on the commonest one.
 - ``examples``: ``kind`` 'top' (largest activation, ``rank`` 0 is the largest), 'sample'
   (uniform among firing contexts, with its ``quantile``), 'zero' (a context where it is silent);
   each a window of ``token_ids`` (int32 little-endian, -2 = outside the context, -1 = a position
@@ -48,7 +49,8 @@ CREATE TABLE features (
     mean_activation REAL,
     max_activation REAL NOT NULL,
     histogram BLOB NOT NULL,  -- int32 LE counts over meta.histogram_log10_edges
-    top_tokens TEXT NOT NULL
+    top_tokens TEXT NOT NULL,
+    peak_share REAL NOT NULL  -- fraction of the top examples peaking on the commonest token
 );
 CREATE TABLE examples (
     feature INTEGER NOT NULL,

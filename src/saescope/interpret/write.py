@@ -146,7 +146,8 @@ def _write_features(db: Any, collector: FeatureCollector, text: TokenText) -> No
     rows = []
     for f in range(collector.features):
         fires = int(collector.fires[f])
-        common = Counter(text(int(t)) for t in peaks[f][valid[f]].tolist()).most_common(3)
+        peak_tokens = [text(int(t)) for t in peaks[f][valid[f]].tolist()]
+        common = Counter(peak_tokens).most_common(3)
         rows.append(
             (
                 f,
@@ -156,9 +157,10 @@ def _write_features(db: Any, collector: FeatureCollector, text: TokenText) -> No
                 float(collector.act_max[f]),
                 store.int32_blob(collector.hist[f].numpy()),
                 ", ".join(f"{t!r}×{n}" for t, n in common),
+                common[0][1] / len(peak_tokens) if common else 0.0,
             )
         )
-    db.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def _write_weights(db: Any, source: FeatureSource, model: LanguageModel) -> None:
