@@ -18,7 +18,7 @@ from pathlib import Path
 from saescope.activations import capture, open_activations
 from saescope.activations.manifest import MANIFEST
 from saescope.data import load_corpus
-from saescope.models import DEFAULT_MODEL, load_model
+from saescope.models import DEFAULT_MODEL, LanguageModel, load_model
 from saescope.models.loading import cpu_has_fast_bf16
 from saescope.pipeline import SAESpec, TrainedSAE, evaluate_saes, train_from_cache
 from saescope.sae import load_sae
@@ -76,21 +76,22 @@ def run_quickstart(
             cache_dir, out / "saes", [spec], cfg, holdout_rows=HOLDOUT_ROWS, resume=resume
         )
     log.info("[3/4] evaluate %s (spliced loss on %s tokens)", spec.name, f"{LOSS_TOKENS:,}")
+    model = load_model(DEFAULT_MODEL)
     report = evaluate_saes(
         [sae_dir],
         out / "report",
         cache_dir=cache_dir,
-        model=load_model(DEFAULT_MODEL),
+        model=model,
         tokens=HOLDOUT_ROWS,
         loss_tokens=LOSS_TOKENS,
     )
     log.info("[4/4] index the features of %s over %s tokens", spec.name, f"{INDEX_TOKENS:,}")
-    index = _index(out, cache_dir, sae_dir)
+    index = _index(out, cache_dir, sae_dir, model)
     _report(out, cache_dir, sae_dir, report, trained, time.perf_counter() - start)
     _show_features(out, index)
 
 
-def _index(out: Path, cache_dir: Path, sae_dir: Path) -> Path:
+def _index(out: Path, cache_dir: Path, sae_dir: Path, model: LanguageModel) -> Path:
     from saescope.interpret.index import partial_dir
     from saescope.pipeline import index_features
 
@@ -101,6 +102,7 @@ def _index(out: Path, cache_dir: Path, sae_dir: Path) -> Path:
     return index_features(
         path,
         sae_dir=sae_dir,
+        model=model,
         cache_dir=cache_dir,
         tokens=INDEX_TOKENS,
         resume=partial_dir(path).exists(),

@@ -2,7 +2,9 @@
 
 For each batch of contexts: the clean forward, the spliced forward (the site's value replaced by
 the SAE's reconstruction at every kept position; BOS, padding and special positions keep their
-own value), and optionally zero- and mean-ablation of the site. Then
+own value), and optionally zero- and mean-ablation of the site. Only the clean forward runs the
+whole model; the edited ones re-run the layers from the site onward, from what the clean one
+recorded (``evaluate.replay``), unless the model's forward cannot be replayed. Then
 
     loss recovered = (CE_zero - CE_spliced) / (CE_zero - CE_clean)
     delta loss     = CE_spliced - CE_clean
@@ -13,6 +15,7 @@ Losses count positions whose prediction and target are both ordinary tokens.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -21,8 +24,11 @@ import torch
 from torch import Tensor
 
 from saescope.errors import SaescopeError
-from saescope.models import LanguageModel, edit_sites
+from saescope.evaluate.replay import Prefix, record_prefix, replay_logits
+from saescope.models import LanguageModel, Site, edit_sites
 from saescope.sae import SAE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,22 @@ def spliced_stats(
             f"{model.site_dim(parsed)}; was it trained on another site or model?"
         )
     sums = {"clean": 0.0, "spliced": 0.0, "kl": 0.0, "zero": 0.0, "mean": 0.0}
-    count = 0
+    count, warned = 0, False
     for ids in batches:
         ids = ids.to(model.device)
         keep = keep_fn(ids.cpu()).to(model.device)  # (B, T)
         scored = keep[:, :-1] & keep[:, 1:]  # prediction made at a kept position of a kept token
         targets = ids[:, 1:]
         mean = torch.zeros(model.site_dim(parsed))  # the site's mean over this batch, for ablation
-        with edit_sites(model, [(parsed, partial(_record_mean, keep=keep, out=mean))]):
+        with (
+            edit_sites(model, [(parsed, partial(_record_mean, keep=keep, out=mean))]),
+            record_prefix(model, parsed) as recording,
+        ):
             clean = model_logits(model, ids)
+        prefix = recording.prefix()
+        if prefix is None and not warned:
+            log.warning("%s cannot be replayed from %s; running full forwards", model.name, site)
+            warned = True
         variants = {"spliced": _replace_kept(keep, reconstruct_with(sae))}
         if ablations:
             variants["zero"] = _replace_kept(keep, torch.zeros_like)
@@ -101,8 +114,7 @@ def spliced_stats(
         clean_lp = clean.log_softmax(-1)
         sums["clean"] += float(summed_nll(clean_lp, targets, scored))
         for name, fn in variants.items():
-            with edit_sites(model, [(parsed, fn)]):
-                lp = model_logits(model, ids).log_softmax(-1)
+            lp = _edited_logits(model, ids, parsed, fn, prefix).log_softmax(-1)
             sums[name] += float(summed_nll(lp, targets, scored))
             if name == "spliced":
                 kl = (clean_lp.exp() * (clean_lp - lp)).sum(-1)[:, :-1]
@@ -118,6 +130,20 @@ def spliced_stats(
         sums["zero"] / count if ablations else None,
         sums["mean"] / count if ablations else None,
     )
+
+
+def _edited_logits(
+    model: LanguageModel,
+    ids: Tensor,
+    site: Site,
+    fn: Callable[[Tensor], Tensor],
+    prefix: Prefix | None,
+) -> Tensor:
+    """Logits (B, T, vocab) with ``fn`` at ``site``: replayed from ``prefix`` when there is one."""
+    if prefix is not None:
+        return replay_logits(model, prefix, fn)
+    with edit_sites(model, [(site, fn)]):
+        return model_logits(model, ids)
 
 
 def model_logits(model: LanguageModel, ids: Tensor) -> Tensor:

@@ -193,21 +193,22 @@ class FeatureIndex:
         return hits
 
     def consistent_features(
-        self, limit: int = 5, density: tuple[float, float] = (1e-4, 2e-2), top: int = 10
+        self, limit: int = 5, density: tuple[float, float] = (3e-4, 1e-2), min_letters: int = 4
     ) -> list[int]:
-        """Features whose top examples agree most on the token they peak on (the easiest to
-        read at a glance), within a density range, one per peak token."""
+        """Features whose top examples agree most on the word they peak on (the easiest to read
+        at a glance), within a density range, one per word; punctuation and words shorter than
+        ``min_letters`` (mostly function words) are passed over."""
         rows = self.db.execute(
             "SELECT feature, top_tokens FROM features WHERE density BETWEEN ? AND ? "
-            "AND max_activation > 0 ORDER BY peak_share DESC, fires DESC",
+            "AND peak_share >= 0.5 ORDER BY peak_share DESC, max_activation DESC",
             density,
         )
         chosen: list[int] = []
         seen: set[str] = set()
         for feature, tokens in rows:
-            peak = tokens.split("×")[0].strip().lower()
-            if peak not in seen and len(self._examples(feature, "top")) >= min(top, 5):
-                seen.add(peak)
+            word = tokens.split("×")[0].strip("'\" ").lower()
+            if word.isalpha() and len(word) >= min_letters and word not in seen:
+                seen.add(word)
                 chosen.append(feature)
             if len(chosen) == limit:
                 break
