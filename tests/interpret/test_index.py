@@ -153,6 +153,9 @@ def test_index_round_trip(tmp_path, model, corpus, sae_dir) -> None:
         assert f in [h.feature for h in index.search(peak_token.strip() or peak_token)]
         with pytest.raises(SaescopeError, match="does not exist"):
             index.feature(48)
+        for chosen in index.consistent_features(3, density=(0, 1), min_letters=1):
+            peaks = [e.tokens[e.focus] for e in index.feature(chosen).top]
+            assert max(peaks.count(p) for p in peaks) >= len(peaks) / 2
     db = sqlite3.connect(path)  # plain SQL works too
     assert db.execute("SELECT count(*) FROM features").fetchone()[0] == 48
 
