@@ -41,7 +41,7 @@ def sae_dir(tmp_path, model):
 def brute_force(model, source, corpus):
     """Dense features (contexts, T, F) of every context, 0 at excluded positions."""
     ids = torch.stack(list(pack_contexts(corpus, model.tokenizer, CONTEXT)))  # (C, T)
-    acts = run_with_cache(model, ids, [SITE])[SITE]  # (C, T, d)
+    acts = run_with_cache(model, ids, [source.site])[source.site]  # (C, T, d)
     C, T, d = acts.shape
     dense = source.encode(acts.reshape(-1, d)).to_dense().reshape(C, T, -1)
     keep = keep_mask(ids, special_ids(model.tokenizer))
@@ -50,13 +50,15 @@ def brute_force(model, source, corpus):
 
 def collect(model, source, corpus, cfg=CFG, per_batch=3):
     collector = FeatureCollector(source.n_features, cfg)
-    for batch, _ in live_batches(model, SITE, corpus, CONTEXT, per_batch):
+    for batch, _ in live_batches(model, source.site, corpus, CONTEXT, per_batch):
         collector.update(batch, source.encode(batch.acts))
     return collector
 
 
-def test_streaming_statistics_equal_brute_force(model, corpus, sae_dir) -> None:
-    source = sae_source(sae_dir)
+@pytest.mark.parametrize("kind", ["sae", "neurons"])
+def test_streaming_statistics_equal_brute_force(kind, model, corpus, sae_dir) -> None:
+    # an SAE's sparse code and raw neurons (half positive) take the two lookup paths
+    source = sae_source(sae_dir) if kind == "sae" else neuron_source(model, "layers.1.mlp_act")
     ids, dense = brute_force(model, source, corpus)
     c = collect(model, source, corpus)
     fired = dense > 0

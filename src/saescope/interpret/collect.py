@@ -120,7 +120,7 @@ class FeatureCollector:
         is_max = values == ctx_max[key]
         ctx_pos = torch.zeros(B * F, dtype=torch.long).scatter_(0, key[is_max], pos[is_max])
         ctx_max, ctx_pos = ctx_max.view(B, F), ctx_pos.view(B, F)
-        lookup = _ActLookup(batch, latents, values)
+        lookup = _ActLookup(batch, latents, values, F)
 
         top_score = torch.where(ctx_max > 0, ctx_max, float("-inf"))
         self._merge(self.top, top_score, ctx_max, ctx_pos, batch, lookup)
@@ -210,7 +210,7 @@ class FeatureCollector:
         self.pool_tokens[slot] = self._window(batch, lookup, c, p, None)[0][0]
         self.pool_context[slot] = batch.contexts[c]
         lo, hi = int(p) - self.cfg.before, int(p) + self.cfg.after
-        self.pool_fired[slot] = lookup.fired_in(int(c), lo, hi, self.features)
+        self.pool_fired[slot] = lookup.fired_in(int(c), lo, hi)
 
     # -- results -----------------------------------------------------------------------------
 
@@ -249,29 +249,37 @@ class FeatureCollector:
 class _ActLookup:
     """Activation of feature f at (context, position) of a batch, from its sparse entries.
 
-    The entries of each row (sorted by row, as ``Latents`` are) go into a padded (N, width)
-    table of feature ids and values, and a (B, T) map gives each position its row.
+    Sparse codes (an SAE: k of thousands per row) go into a padded (N, width) table of feature
+    ids and values, searched per query; dense ones (raw neurons: half of them positive) into a
+    plain (N, F) matrix. A (B, T) map gives each position its row; row N is "no row" (zeros).
     """
 
-    def __init__(self, batch: Batch, latents: Latents, values: Tensor) -> None:
-        self.batch, self.latents, self.values = batch, latents, values
+    DENSE_WIDTH = 64
+    """Rows with more active features than this use the dense table."""
+
+    def __init__(self, batch: Batch, latents: Latents, values: Tensor, features: int) -> None:
+        self.batch, self.latents, self.values, self.features = batch, latents, values, features
 
     @cached_property
-    def tables(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(ids (N+1, width), values (N+1, width), row_of (B, T)), built on first use: late in a
-        pass most batches bring no newcomer and never need them."""
+    def tables(self) -> tuple[Tensor | None, Tensor, Tensor]:
+        """(ids (N+1, width) or None if dense, values (N+1, width or F), row_of (B, T)), built on
+        first use: late in a pass most batches bring no newcomer and never need them."""
         batch = self.batch
         rows, features = self.latents.rows.cpu(), self.latents.indices.cpu()
         n = len(batch.acts)
+        row_of = torch.full(batch.tokens.shape, n, dtype=torch.long)  # (B, T)
+        row_of[batch.row_context, batch.row_position] = torch.arange(n)
         counts = torch.bincount(rows, minlength=n)
         width = max(int(counts.max()) if n else 0, 1)
+        if width > self.DENSE_WIDTH:
+            dense = torch.zeros(n + 1, self.features)
+            dense[rows, features] = self.values
+            return None, dense, row_of
         slot = torch.arange(len(rows)) - (counts.cumsum(0) - counts)[rows]
-        ids = torch.full((n + 1, width), -1, dtype=torch.long)  # row n: "no row"
+        ids = torch.full((n + 1, width), -1, dtype=torch.long)
         ids[rows, slot] = features
         values = torch.zeros(n + 1, width)
         values[rows, slot] = self.values
-        row_of = torch.full(batch.tokens.shape, n, dtype=torch.long)  # (B, T)
-        row_of[batch.row_context, batch.row_position] = torch.arange(n)
         return ids, values, row_of
 
     def __call__(self, c: Tensor, p: Tensor, f: Tensor, chunk: int = 1 << 18) -> Tensor:
@@ -279,16 +287,20 @@ class _ActLookup:
         ids, values, row_of = self.tables
         rows = row_of[c, p].flatten()
         f = f.flatten()
+        if ids is None:
+            return values[rows, f].view(c.shape)
         out = torch.empty(len(rows))
         for i in range(0, len(rows), chunk):
             r, want = rows[i : i + chunk], f[i : i + chunk, None]
             out[i : i + chunk] = (values[r] * (ids[r] == want)).sum(1)
         return out.view(c.shape)
 
-    def fired_in(self, c: int, lo: int, hi: int, features: int) -> Tensor:
+    def fired_in(self, c: int, lo: int, hi: int) -> Tensor:
         """(features,) bool: which features fire anywhere in positions lo..hi of context c."""
-        ids, _, row_of = self.tables
+        ids, values, row_of = self.tables
         rows = row_of[c, max(lo, 0) : min(hi, row_of.shape[1] - 1) + 1]
-        fired = torch.zeros(features + 1, dtype=torch.bool)
+        if ids is None:
+            return (values[rows] > 0).any(0)
+        fired = torch.zeros(self.features + 1, dtype=torch.bool)
         fired[ids[rows].flatten()] = True  # id -1 lands in the spare last slot
-        return fired[:features]
+        return fired[: self.features]
