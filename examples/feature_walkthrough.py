@@ -38,7 +38,9 @@ def snippet(e: Example, before: int = 14, after: int = 3) -> str:
 
     left = "".join(clean(t) for t in e.tokens[lo : e.focus])
     right = "".join(clean(t) for t in e.tokens[e.focus + 1 : e.focus + 1 + after])
-    return f"…{left}**{clean(e.tokens[e.focus])}**{right}…"
+    peak = clean(e.tokens[e.focus])
+    space = peak[: len(peak) - len(peak.lstrip())]  # markdown bold cannot start with a space
+    return f"…{left}{space}**{peak.lstrip()}**{right}…"
 
 
 def feature_section(index: FeatureIndex, f: int, examples: int = 4) -> list[str]:

@@ -269,7 +269,7 @@ class _ActLookup:
         n = len(batch.acts)
         row_of = torch.full(batch.tokens.shape, n, dtype=torch.long)  # (B, T)
         row_of[batch.row_context, batch.row_position] = torch.arange(n)
-        counts = torch.bincount(rows, minlength=n)
+        counts = torch.zeros(n, dtype=torch.long).index_add_(0, rows, torch.ones_like(rows))
         width = max(int(counts.max()) if n else 0, 1)
         if width > self.DENSE_WIDTH:
             dense = torch.zeros(n + 1, self.features)
