@@ -249,46 +249,62 @@ class FeatureCollector:
 class _ActLookup:
     """Activation of feature f at (context, position) of a batch, from its sparse entries.
 
-    Sparse codes (an SAE: k of thousands per row) go into a padded (N, width) table of feature
-    ids and values, searched per query; dense ones (raw neurons: half of them positive) into a
-    plain (N, F) matrix. A (B, T) map gives each position its row; row N is "no row" (zeros).
+    Two tables, each built on first use (late in a pass most batches need neither): a padded
+    (N, width) table of each row's feature ids and values, searched per query, for sparse codes
+    and few queries; a plain (N, F) matrix for dense codes (raw neurons: half of them positive)
+    or many queries (early in a pass, when every feature takes in whole batches of examples).
+    A (B, T) map gives each position its row; row N is "no row" (all zeros).
     """
-
-    DENSE_WIDTH = 64
-    """Rows with more active features than this use the dense table."""
 
     def __init__(self, batch: Batch, latents: Latents, values: Tensor, features: int) -> None:
         self.batch, self.latents, self.values, self.features = batch, latents, values, features
+        self.n = len(batch.acts)
 
     @cached_property
-    def tables(self) -> tuple[Tensor | None, Tensor, Tensor]:
-        """(ids (N+1, width) or None if dense, values (N+1, width or F), row_of (B, T)), built on
-        first use: late in a pass most batches bring no newcomer and never need them."""
-        batch = self.batch
+    def row_of(self) -> Tensor:
+        row_of = torch.full(self.batch.tokens.shape, self.n, dtype=torch.long)  # (B, T)
+        row_of[self.batch.row_context, self.batch.row_position] = torch.arange(self.n)
+        return row_of
+
+    @cached_property
+    def counts(self) -> Tensor:
+        rows = self.latents.rows.cpu()
+        return torch.zeros(self.n, dtype=torch.long).index_add_(0, rows, torch.ones_like(rows))
+
+    @cached_property
+    def width(self) -> int:
+        return max(int(self.counts.max()) if self.n else 0, 1)
+
+    @cached_property
+    def padded(self) -> tuple[Tensor, Tensor]:
+        """(ids, values), each (N+1, width)."""
         rows, features = self.latents.rows.cpu(), self.latents.indices.cpu()
-        n = len(batch.acts)
-        row_of = torch.full(batch.tokens.shape, n, dtype=torch.long)  # (B, T)
-        row_of[batch.row_context, batch.row_position] = torch.arange(n)
-        counts = torch.zeros(n, dtype=torch.long).index_add_(0, rows, torch.ones_like(rows))
-        width = max(int(counts.max()) if n else 0, 1)
-        if width > self.DENSE_WIDTH:
-            dense = torch.zeros(n + 1, self.features)
-            dense[rows, features] = self.values
-            return None, dense, row_of
-        slot = torch.arange(len(rows)) - (counts.cumsum(0) - counts)[rows]
-        ids = torch.full((n + 1, width), -1, dtype=torch.long)
+        slot = torch.arange(len(rows)) - (self.counts.cumsum(0) - self.counts)[rows]
+        ids = torch.full((self.n + 1, self.width), -1, dtype=torch.long)
         ids[rows, slot] = features
-        values = torch.zeros(n + 1, width)
+        values = torch.zeros(self.n + 1, self.width)
         values[rows, slot] = self.values
-        return ids, values, row_of
+        return ids, values
+
+    @cached_property
+    def dense(self) -> Tensor:
+        """(N+1, F) values."""
+        dense = torch.zeros(self.n + 1, self.features)
+        dense[self.latents.rows.cpu(), self.latents.indices.cpu()] = self.values
+        return dense
+
+    def _use_dense(self, queries: int) -> bool:
+        if "dense" in self.__dict__:
+            return True
+        return queries * self.width > (self.n + 1) * self.features // 4
 
     def __call__(self, c: Tensor, p: Tensor, f: Tensor, chunk: int = 1 << 18) -> Tensor:
         """Values at (c, p) for features f (all the same shape; p already within the context)."""
-        ids, values, row_of = self.tables
-        rows = row_of[c, p].flatten()
+        rows = self.row_of[c, p].flatten()
         f = f.flatten()
-        if ids is None:
-            return values[rows, f].view(c.shape)
+        if self._use_dense(len(rows)):
+            return self.dense[rows, f].view(c.shape)
+        ids, values = self.padded
         out = torch.empty(len(rows))
         for i in range(0, len(rows), chunk):
             r, want = rows[i : i + chunk], f[i : i + chunk, None]
@@ -297,10 +313,9 @@ class _ActLookup:
 
     def fired_in(self, c: int, lo: int, hi: int) -> Tensor:
         """(features,) bool: which features fire anywhere in positions lo..hi of context c."""
-        ids, values, row_of = self.tables
-        rows = row_of[c, max(lo, 0) : min(hi, row_of.shape[1] - 1) + 1]
-        if ids is None:
-            return (values[rows] > 0).any(0)
+        rows = self.row_of[c, max(lo, 0) : min(hi, self.row_of.shape[1] - 1) + 1]
+        if self._use_dense(0):  # the dense table if this batch built it anyway
+            return (self.dense[rows] > 0).any(0)
         fired = torch.zeros(self.features + 1, dtype=torch.bool)
-        fired[ids[rows].flatten()] = True  # id -1 lands in the spare last slot
+        fired[self.padded[0][rows].flatten()] = True  # id -1 lands in the spare last slot
         return fired[: self.features]
