@@ -58,7 +58,11 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(gemma) -> No
 def test_sampled_rollouts_are_reproducible_and_differ_between_samples(gemma, sae) -> None:
     config = GenerationConfig(max_new_tokens=6, samples=4, sample=True, seed=3)
     steer = [FeatureIntervention(sae, (clamp(5, 10.0),))]
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in gemma.hf.modules())
     [a] = generate_with(gemma, PROMPTS[0], steer, config)
+    assert hooks == sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in gemma.hf.modules()
+    )
     [b] = generate_with(gemma, PROMPTS[0], steer, config)
     assert torch.equal(a.tokens, b.tokens) and a.tokens.shape == (4, 6)
     assert len({tuple(row.tolist()) for row in a.tokens}) > 1

@@ -161,7 +161,7 @@ def plot_steering(
             )
     if clean_loss is not None:
         ax.axvline(clean_loss, color="grey", linestyle=":", label="clean loss")
-    ax.set_xlabel("cross-entropy on held-out text, intervention applied (nats/token)")
+    ax.set_xlabel("cross-entropy on corpus text, intervention applied (nats/token)")
     ax.set_ylabel("fraction of rollouts on target")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(title)
