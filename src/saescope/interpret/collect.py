@@ -249,73 +249,50 @@ class FeatureCollector:
 class _ActLookup:
     """Activation of feature f at (context, position) of a batch, from its sparse entries.
 
-    Two tables, each built on first use (late in a pass most batches need neither): a padded
-    (N, width) table of each row's feature ids and values, searched per query, for sparse codes
-    and few queries; a plain (N, F) matrix for dense codes (raw neurons: half of them positive)
-    or many queries (early in a pass, when every feature takes in whole batches of examples).
-    A (B, T) map gives each position its row; row N is "no row" (all zeros).
+    Each call scatters the entries of just the features it asks about into a dense
+    (N + 1, asked) table and reads it, so the cost follows the newcomers: a few hundred features
+    late in a pass. Early on, when most features take in whole batches of examples, one
+    (N + 1, F) table is built and shared by the batch's calls.
     """
 
     def __init__(self, batch: Batch, latents: Latents, values: Tensor, features: int) -> None:
-        self.batch, self.latents, self.values, self.features = batch, latents, values, features
+        self.batch, self.values, self.features = batch, values, features
+        self.rows, self.indices = latents.rows.cpu(), latents.indices.cpu()
         self.n = len(batch.acts)
 
     @cached_property
     def row_of(self) -> Tensor:
-        row_of = torch.full(self.batch.tokens.shape, self.n, dtype=torch.long)  # (B, T)
+        """(B, T) row of each position; row N means "no row" (an excluded position)."""
+        row_of = torch.full(self.batch.tokens.shape, self.n, dtype=torch.long)
         row_of[self.batch.row_context, self.batch.row_position] = torch.arange(self.n)
         return row_of
 
     @cached_property
-    def counts(self) -> Tensor:
-        rows = self.latents.rows.cpu()
-        return torch.zeros(self.n, dtype=torch.long).index_add_(0, rows, torch.ones_like(rows))
+    def full(self) -> Tensor:
+        """(N + 1, F): every feature, built once when calls ask about most of them."""
+        table = torch.zeros(self.n + 1, self.features)
+        table[self.rows, self.indices] = self.values
+        return table
 
-    @cached_property
-    def width(self) -> int:
-        return max(int(self.counts.max()) if self.n else 0, 1)
-
-    @cached_property
-    def padded(self) -> tuple[Tensor, Tensor]:
-        """(ids, values), each (N+1, width)."""
-        rows, features = self.latents.rows.cpu(), self.latents.indices.cpu()
-        slot = torch.arange(len(rows)) - (self.counts.cumsum(0) - self.counts)[rows]
-        ids = torch.full((self.n + 1, self.width), -1, dtype=torch.long)
-        ids[rows, slot] = features
-        values = torch.zeros(self.n + 1, self.width)
-        values[rows, slot] = self.values
-        return ids, values
-
-    @cached_property
-    def dense(self) -> Tensor:
-        """(N+1, F) values."""
-        dense = torch.zeros(self.n + 1, self.features)
-        dense[self.latents.rows.cpu(), self.latents.indices.cpu()] = self.values
-        return dense
-
-    def _use_dense(self, queries: int) -> bool:
-        if "dense" in self.__dict__:
-            return True
-        return queries * self.width > (self.n + 1) * self.features // 4
-
-    def __call__(self, c: Tensor, p: Tensor, f: Tensor, chunk: int = 1 << 18) -> Tensor:
+    def __call__(self, c: Tensor, p: Tensor, f: Tensor) -> Tensor:
         """Values at (c, p) for features f (all the same shape; p already within the context)."""
         rows = self.row_of[c, p].flatten()
-        f = f.flatten()
-        if self._use_dense(len(rows)):
-            return self.dense[rows, f].view(c.shape)
-        ids, values = self.padded
-        out = torch.empty(len(rows))
-        for i in range(0, len(rows), chunk):
-            r, want = rows[i : i + chunk], f[i : i + chunk, None]
-            out[i : i + chunk] = (values[r] * (ids[r] == want)).sum(1)
-        return out.view(c.shape)
+        asked, column = torch.unique(f.flatten(), return_inverse=True)
+        if "full" in self.__dict__ or 4 * len(asked) > self.features:
+            return self.full[rows, f.flatten()].view(c.shape)
+        column_of = torch.full((self.features,), -1, dtype=torch.long)
+        column_of[asked] = torch.arange(len(asked))
+        entry_column = column_of[self.indices]  # (nnz,)
+        hit = entry_column >= 0
+        table = torch.zeros(self.n + 1, len(asked))
+        table[self.rows[hit], entry_column[hit]] = self.values[hit]
+        return table[rows, column].view(c.shape)
 
     def fired_in(self, c: int, lo: int, hi: int) -> Tensor:
         """(features,) bool: which features fire anywhere in positions lo..hi of context c."""
-        rows = self.row_of[c, max(lo, 0) : min(hi, self.row_of.shape[1] - 1) + 1]
-        if self._use_dense(0):  # the dense table if this batch built it anyway
-            return (self.dense[rows] > 0).any(0)
-        fired = torch.zeros(self.features + 1, dtype=torch.bool)
-        fired[self.padded[0][rows].flatten()] = True  # id -1 lands in the spare last slot
-        return fired[: self.features]
+        in_window = torch.zeros(self.n + 1, dtype=torch.bool)
+        in_window[self.row_of[c, max(lo, 0) : min(hi, self.row_of.shape[1] - 1) + 1]] = True
+        in_window[self.n] = False
+        fired = torch.zeros(self.features, dtype=torch.bool)
+        fired[self.indices[in_window[self.rows]]] = True
+        return fired
