@@ -20,6 +20,13 @@ SUBCOMMANDS = [
     "neurons",
     "inspect",
     "sites",
+    "index",
+    "features",
+    "show",
+    "search",
+    "dashboard",
+    "families",
+    "steer",
 ]
 
 

@@ -46,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the whole pipeline on Gemma 3 270M and the offline corpus (no network): "
         "capture activations at one site into a cache, train a TopK SAE (width 8192, k=32) "
         "on them, and evaluate it (held-out reconstruction, next-token loss with it spliced "
-        "in, OUT/report/report.html), and index its features (OUT/index.db, with dashboards "
-        "of a few in OUT/dashboards). The first run converts the model from GGUF once (about a "
-        "minute). Reruns reuse what is done. Prints where every output is.",
+        "in, OUT/report/report.html), index its features (OUT/index.db, with dashboards "
+        "of a few in OUT/dashboards), and steer with the feature the index finds for 'ocean'. "
+        "The first run converts the model from GGUF once (about a minute). Reruns reuse what "
+        "is done. Prints where every output is.",
     )
     p.add_argument("--out", default="saescope-out", help="directory for every output")
     p.add_argument(
