@@ -16,7 +16,7 @@ def test_geometry_equals_naive_computations() -> None:
     g = geometry(sae, neuron_basis=True)
     assert g.duplicate_fraction == pytest.approx(2 / 40)
     cos = torch.nn.functional.cosine_similarity(sae.W_enc.t(), sae.W_dec, dim=1).mean()
-    assert g.encoder_decoder_cosine_mean == pytest.approx(float(cos), rel=1e-5)
+    assert g.encoder_decoder_cosine_mean == pytest.approx(float(cos.detach()), rel=1e-5)
     share = sae.W_dec.pow(2) / sae.W_dec.pow(2).sum(1, keepdim=True)
     assert g.top1_neuron_share == pytest.approx(float(share.max(1).values.mean()), rel=1e-5)
 
