@@ -17,7 +17,7 @@ def test_geometry_equals_naive_computations() -> None:
     assert g.duplicate_fraction == pytest.approx(2 / 40)
     cos = torch.nn.functional.cosine_similarity(sae.W_enc.t(), sae.W_dec, dim=1).mean()
     assert g.encoder_decoder_cosine_mean == pytest.approx(float(cos.detach()), rel=1e-5)
-    share = sae.W_dec.pow(2) / sae.W_dec.pow(2).sum(1, keepdim=True)
+    share = (sae.W_dec.pow(2) / sae.W_dec.pow(2).sum(1, keepdim=True)).detach()
     assert g.top1_neuron_share == pytest.approx(float(share.max(1).values.mean()), rel=1e-5)
 
 
