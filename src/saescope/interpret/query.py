@@ -168,11 +168,16 @@ class FeatureIndex:
 
     def search(self, query: str, limit: int = 20) -> list[SearchHit]:
         """Features whose peak tokens, top-example texts or promoted tokens contain ``query``
-        (case-insensitive), best first: a match at the peak counts most."""
-        if not query.strip():
+        (case-insensitive), best first: a match at the peak counts most, a whole-token match at
+        the peak (' sea', not ' disease') most of all."""
+        word = query.strip()
+        if not word:
             raise SaescopeError("the search query is empty")
-        like = f"%{query.strip()}%"
+        like = f"%{word}%"
         scores: dict[int, float] = {}
+        whole = "SELECT feature FROM features WHERE top_tokens LIKE ? OR top_tokens LIKE ?"
+        for (feature,) in self.db.execute(whole, (f"%' {word}'×%", f"%'{word}'×%")):
+            scores[feature] = 10.0
         weighted = (
             (3.0, "SELECT feature, 1 FROM features WHERE top_tokens LIKE ?"),
             (1.0, "SELECT feature, count(*) FROM examples WHERE kind = 'top' AND text LIKE ? "
