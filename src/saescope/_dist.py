@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,4 +56,13 @@ def init_distributed() -> Rank:
     """Join torchrun's process group when launched by it (nccl on GPUs, gloo on CPUs)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # Tear the group down before the interpreter does: gloo's threads still alive at exit
+        # abort the process ("terminate called without an active exception"), now and then.
+        atexit.register(_leave)
     return Rank.current()
+
+
+def _leave() -> None:
+    # No barrier here: after an error on one rank the others may sit in another collective.
+    if dist.is_initialized():
+        dist.destroy_process_group()
