@@ -56,7 +56,7 @@ def test_resampling_revives_dead_relu_latents() -> None:
         t.sae.W_enc[:, :64] = -t.sae.W_enc[:, :64].abs()  # never positive on these inputs?
         t.sae.b_enc[:64] = -1e3
     fit([t], DATA.batches(40, 512), progress=False)
-    assert float(t.sae.b_enc[:64].min()) > -1e3  # re-initialised
+    assert float(t.sae.b_enc[:64].min().detach()) > -1e3  # re-initialised
     assert float(t.tracker.dead[:64].float().mean()) < 1.0
 
 
