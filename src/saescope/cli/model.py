@@ -91,8 +91,8 @@ def cmd_lens(args: argparse.Namespace) -> None:
 def cmd_neurons(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
+    from saescope.cli.render import example_text
     from saescope.interpret.lens import predict
     from saescope.interpret.neurons import top_contexts, top_neurons
     from saescope.models import load_model
@@ -135,12 +135,7 @@ def cmd_neurons(args: argparse.Namespace) -> None:
             f"{args.tokens:,} tokens of {args.dataset}"
         )
         for example in found[args.unit]:
-            scale = max(max(example.activations), 1e-6)
-            line = Text(f"{example.activation:8.2f}  ")
-            for token, value in zip(example.tokens, example.activations, strict=True):
-                shade = int(255 * (1 - max(0.0, value) / scale))
-                line.append(token.replace("\n", "⏎"), style=f"on rgb(255,{shade},{shade})")
-            console.print(line)
+            console.print(example_text(example, max(max(example.activations), 1e-6)))
 
 
 def _single_token(model: Any, text: str) -> int:  # model: LanguageModel
