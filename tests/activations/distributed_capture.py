@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from tiny_models import tiny_corpus, tiny_model, tiny_tokenizer
 
-from saescope._dist import init_distributed
+from saescope._dist import end_worker, init_distributed
 from saescope.activations import capture
 from saescope.data import ContextConfig
 
@@ -24,3 +24,4 @@ capture(
     shard_rows=64,
     progress=False,
 )
+end_worker()
