@@ -29,20 +29,27 @@ class TopKSAE(SAE):
     saelens_name = "topk"
     needs_k = True
 
-    def select(self, x_c: Tensor) -> Latents:
+    def encode(self, x: Tensor) -> Latents:
+        x = self.check(x.reshape(-1, x.shape[-1]))
         with torch.no_grad():  # the dense pass only chooses; gradients go through sparse_encode
-            pre = self.pre_acts(x_c)
-        return self.select_from(pre, x_c)
+            pre = self.pre_acts(self.center(x))
+        return self.select_from(pre, x)
 
     def choose(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         """(rows, indices) of the candidates among pre-activations (B, d_sae)."""
         assert self.cfg.k is not None
         return topk_coo(pre, self.cfg.k)
 
-    def select_from(self, pre: Tensor, x_c: Tensor) -> Latents:
+    def select_from(self, pre: Tensor, x: Tensor) -> Latents:
+        """Latents chosen among ``pre`` (computed without autograd from the uncentred ``x``)."""
         rows, indices = self.choose(pre)
-        values = sparse_encode(pre, x_c, self.W_enc, self.b_enc, rows, indices).relu()
+        values = self.gather(pre, x, rows, indices).relu()
         return Latents(values, indices, rows, (pre.shape[0], pre.shape[1]))
+
+    def gather(self, pre: Tensor, x: Tensor, rows: Tensor, indices: Tensor) -> Tensor:
+        """Pre-activations at (rows, indices), differentiable, touching only those entries."""
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+        return sparse_encode(pre, x, self.W_enc, self.b_enc, rows, indices, b_dec)
 
 
 @register_architecture

@@ -50,7 +50,7 @@ class SAEOutput(NamedTuple):
 
 
 class SAE(nn.Module):
-    """Base class; subclasses set ``architecture`` and implement ``select``."""
+    """Base class; subclasses set ``architecture`` and implement ``select`` (or ``encode``)."""
 
     architecture: ClassVar[str]
     needs_k: ClassVar[bool] = False
@@ -73,13 +73,17 @@ class SAE(nn.Module):
 
     # -- the pieces ------------------------------------------------------------------------------
 
-    def center(self, x: Tensor) -> Tensor:
+    def check(self, x: Tensor) -> Tensor:
+        """``x`` in the SAE's dtype, after checking its width."""
         if x.shape[-1] != self.cfg.d_in:
             raise SaescopeError(
                 f"SAE expects d_in={self.cfg.d_in}, activations have {x.shape[-1]}; "
                 "was it trained on another site or model?"
             )
-        x = x.to(self.W_enc.dtype)
+        return x.to(self.W_enc.dtype)
+
+    def center(self, x: Tensor) -> Tensor:
+        x = self.check(x)
         return x - self.b_dec if self.cfg.apply_b_dec_to_input else x
 
     def pre_acts(self, x_c: Tensor) -> Tensor:

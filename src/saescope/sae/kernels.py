@@ -30,28 +30,30 @@ def sparse_decode(rows: Tensor, latents: Tensor, values: Tensor, W_dec: Tensor, 
 class _SparseEncode(torch.autograd.Function):
     """Gathers pre-activations at given (row, latent) pairs; backward scatters sparsely.
 
-    Forward: values_j = x_c[rows_j] . W_enc[:, latents_j] + b_enc[latents_j], read from the
-    already-computed dense ``pre`` (the selection needs it anyway), so no extra matmul.
+    Forward: values_j = (x - b_dec)[rows_j] . W_enc[:, latents_j] + b_enc[latents_j], read from
+    the already-computed dense ``pre`` (the selection needs it anyway), so no extra matmul.
     """
 
     @staticmethod
     def forward(
         ctx: Any,
         pre: Tensor,
-        x_c: Tensor,
+        x: Tensor,
         W_enc: Tensor,
         b_enc: Tensor,
+        b_dec: Tensor | None,
         rows: Tensor,
         latents: Tensor,
     ) -> Tensor:
+        x_c = x if b_dec is None else x - b_dec
         ctx.save_for_backward(x_c, W_enc, rows, latents)
-        return pre[rows, latents].to(x_c.dtype)
+        return pre[rows, latents].to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x_c, W_enc, rows, latents = ctx.saved_tensors
         n = W_enc.shape[1]
-        grad_x = grad_W = grad_b = None
+        grad_x = grad_W = grad_b = grad_b_dec = None
         if ctx.needs_input_grad[1]:  # (B, d): sum_j grad_j W_enc[:, latents_j]
             grad_x = F.embedding_bag(
                 latents,
@@ -69,21 +71,35 @@ class _SparseEncode(torch.autograd.Function):
                 mode="sum",
                 per_sample_weights=grad[order],
             ).t()
-        if ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[3] or ctx.needs_input_grad[4]:
             grad_b = torch.zeros(n, dtype=grad.dtype, device=grad.device).index_add_(
                 0, latents, grad
             )
-        return None, grad_x, grad_W, grad_b, None, None
+        if ctx.needs_input_grad[4]:
+            # d/d b_dec = -sum_rows d/d x_c = -W_enc @ (grad summed per latent): one
+            # matrix-vector product instead of a (B, d) gather of W_enc columns.
+            grad_b_dec = -(W_enc @ grad_b)
+        if not ctx.needs_input_grad[3]:
+            grad_b = None
+        return None, grad_x, grad_W, grad_b, grad_b_dec, None, None
 
 
 def sparse_encode(
-    pre: Tensor, x_c: Tensor, W_enc: Tensor, b_enc: Tensor, rows: Tensor, latents: Tensor
+    pre: Tensor,
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    rows: Tensor,
+    latents: Tensor,
+    b_dec: Tensor | None = None,
 ) -> Tensor:
     """Pre-activations at (rows, latents), with gradients reaching only those entries.
 
-    ``pre`` must equal ``x_c @ W_enc + b_enc`` and be computed without autograd.
+    ``pre`` must equal ``(x - b_dec) @ W_enc + b_enc`` (``x @ W_enc + b_enc`` without ``b_dec``)
+    and be computed without autograd. Passing ``x`` uncentred and ``b_dec`` apart lets b_dec's
+    gradient skip the per-row input gradient, which is only computed if ``x`` itself needs one.
     """
-    return _SparseEncode.apply(pre, x_c, W_enc, b_enc, rows, latents)
+    return _SparseEncode.apply(pre, x, W_enc, b_enc, b_dec, rows, latents)
 
 
 def topk_coo(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from saescope.activations.manifest import write_atomic
 from saescope.errors import SaescopeError
+from saescope.train.optim import Adam
 
 TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -39,7 +40,7 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, Tensor], dict[str, Any]]
     return tensors, state
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
+def optimizer_tensors(optimizer: Adam) -> dict[str, Tensor]:
     out = {}
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
@@ -47,7 +48,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
     return out
 
 
-def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+def load_optimizer_tensors(optimizer: Adam, tensors: dict[str, Tensor]) -> None:
     """Restore optimizer state with each moment laid out like its parameter (fused Adam walks
     parameter, gradient and moments in memory order, so their strides must agree)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -56,6 +57,8 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         if name.startswith("opt."):
             _, index, key = name.split(".", 2)
             param = params[int(index)]
+            if value.shape != param.shape and value.t().shape == param.shape:
+                value = value.t()  # a checkpoint from before W_enc's moments were stored transposed
             if value.shape == param.shape:
                 value = torch.empty_like(param).copy_(value)
             state.setdefault(int(index), {})[key] = value

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from saescope.sae import SAE
 from saescope.sae.architectures import GatedSAE
+from saescope.train.optim import Adam
 
 
 class FiringTracker:
@@ -41,7 +42,7 @@ class FiringTracker:
 @torch.no_grad()
 def resample_dead_(
     sae: SAE,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     dead: Tensor,
     x: Tensor,
     x_hat: Tensor,
@@ -68,8 +69,6 @@ def resample_dead_(
     bias: Tensor = sae.b_gate if isinstance(sae, GatedSAE) else sae.b_enc
     bias[idx] = 0
     for param, dims in ((sae.W_dec, (idx,)), (sae.W_enc, (slice(None), idx)), (bias, (idx,))):
-        state = optimizer.state.get(param, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                state[key][dims] = 0
+        for moment in optimizer.moments(param):
+            moment[dims] = 0
     return len(idx)

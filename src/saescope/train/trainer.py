@@ -19,6 +19,7 @@ from saescope.train import checkpoint as ckpt
 from saescope.train.config import TrainConfig
 from saescope.train.dead import FiringTracker, resample_dead_
 from saescope.train.objectives import DEFAULT_DEAD_METHOD, OBJECTIVES, Context
+from saescope.train.optim import Adam
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,7 @@ class SAETrainer:
         self.unit_norm = cfg.decoder_norm == "unit" and arch != "relu"
         self.norm_cap = cfg.decoder_norm == "at_most_one" and arch != "relu"
         self.lr = cfg.optim.lr or 8e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
-        self.optimizer = torch.optim.Adam(
-            sae.parameters(), lr=self.lr, betas=cfg.optim.betas, fused=True
-        )
+        self.optimizer = Adam(sae.parameters(), lr=self.lr, betas=cfg.optim.betas)
         window = cfg.dead.window_tokens or min(1_000_000, max(cfg.tokens // 4, cfg.batch_size))
         self.tracker = FiringTracker(sae.cfg.d_sae, window, sae.W_dec.device)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -56,6 +55,7 @@ class SAETrainer:
         self.variance = 1.0
         self.step_count = 0
         self.rank = Rank.current()
+        self.workspace: dict[str, Tensor] = {}
 
     @torch.no_grad()
     def initialise(self, sample: Tensor) -> None:
@@ -88,6 +88,7 @@ class SAETrainer:
             self.step_count / self.cfg.steps,
             self.dead_method,
             self.variance,
+            self.workspace,
         )
         out = self.objective(self.sae, x, ctx)
         if not torch.isfinite(out.loss):
@@ -95,7 +96,7 @@ class SAETrainer:
                 f"{self.name}: the loss is {float(out.loss)} at step {self.step_count}; check the "
                 "activations for NaN/inf, or lower the learning rate"
             )
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         out.loss.backward()
         counts = self.rank.average_gradients_(self.sae.parameters(), out.counts)
         if self.unit_norm:
