@@ -99,9 +99,11 @@ def topk_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
 
 
 def _auxk(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, ctx: Context) -> Tensor:
-    k_aux = min(ctx.cfg.dead.aux_k or sae.cfg.d_in // 2, int(ctx.dead.sum()))
-    masked = pre.masked_fill(~ctx.dead, float("-inf"))
-    rows, indices = topk_coo(masked, k_aux)
+    dead = ctx.dead.nonzero().squeeze(1)
+    k_aux = min(ctx.cfg.dead.aux_k or sae.cfg.d_in // 2, len(dead))
+    # The top k_aux among the dead latents only: a (B, n_dead) slice, not a masked (B, d_sae) copy.
+    rows, columns = topk_coo(pre.index_select(1, dead), k_aux)
+    indices = dead[columns]
     values = sae.gather(pre, x, rows, indices).relu()
     e = (x - x_hat).detach()  # the residual the live latents left
     e_hat = sparse_decode(rows, indices, values, sae.W_dec, len(x))
