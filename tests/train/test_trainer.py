@@ -132,7 +132,7 @@ def test_saved_sae_works_on_raw_inputs() -> None:
     [sae] = fit([t], big, progress=False)
     assert t.scale < 0.01
     x = DATA.batch(10**6, 1024) * 1000 + 500
-    assert float(fvu(x, sae(x).x_hat)) < 0.5
+    assert float(fvu(x, sae(x).x_hat.detach())) < 0.5
 
 
 def test_bad_input_is_refused_before_training() -> None:
