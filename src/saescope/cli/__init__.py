@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rich.logging import RichHandler
 
+    quiet_rank = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet_rank else logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(show_path=False, show_time=False)],
     )

@@ -58,18 +58,21 @@ def fit(
     else:
         stream = _initialise(trainers, stream, -(-cfg.init_rows // rank.world_size))
     with progress_bar("tok", disable=not progress) as bar:
+        world = rank.world_size  # the bar and the logged rate count every rank's tokens
         task = bar.add_task(
-            "train", total=cfg.steps * cfg.batch_size, completed=start * cfg.batch_size
+            "train",
+            total=cfg.steps * cfg.batch_size * world,
+            completed=start * cfg.batch_size * world,
         )
         last, last_step = time.perf_counter(), start
         for step, x in zip(range(start, cfg.steps), stream, strict=False):
             if len(x) != cfg.batch_size:
                 continue  # a ragged last batch of an epoch: skip rather than bias the step
             metrics = [t.step(x) for t in trainers]
-            bar.update(task, advance=len(x), description=_describe(metrics[0]))
+            bar.update(task, advance=len(x) * world, description=_describe(metrics[0]))
             if root is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
                 now = time.perf_counter()
-                rate = (step + 1 - last_step) * cfg.batch_size / (now - last)
+                rate = (step + 1 - last_step) * cfg.batch_size * world / (now - last)
                 _log(trainers, metrics, root, rate, trackers)
                 last, last_step = now, step + 1
             if root is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
