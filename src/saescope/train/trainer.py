@@ -93,7 +93,7 @@ class SAETrainer:
         out = self.objective(self.sae, x, ctx)
         if not torch.isfinite(out.loss):
             raise SaescopeError(
-                f"{self.name}: the loss is {float(out.loss)} at step {self.step_count}; check the "
+                f"{self.name}: the loss is {float(out.loss.detach())} at step {self.step_count}; check the "
                 "activations for NaN/inf, or lower the learning rate"
             )
         self.optimizer.zero_grad()
