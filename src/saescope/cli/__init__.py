@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from saescope import __version__
 from saescope.cli import activations, evaluate, interpret, model, steer, train
@@ -92,5 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The ``saescope`` program (console script and ``python -m saescope``)."""
+    from saescope._dist import end_worker, launched_by_torchrun
+
+    code = main()
+    if launched_by_torchrun():
+        end_worker(code)  # skips interpreter teardown, where gloo workers sometimes abort
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
