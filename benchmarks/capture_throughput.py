@@ -15,24 +15,19 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import platform
 import resource
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from _record import append, environment
 from torch import nn
 
-from saescope import __version__
 from saescope.activations import capture
 from saescope.data import ContextConfig, load_corpus, pack_contexts
 from saescope.models import DEFAULT_MODEL, Site, load_model
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def peak_rss_gib() -> float:
@@ -120,11 +115,7 @@ def main() -> None:
     full = full_forward(model, full_batches)
 
     record = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or 'cpu'}",
-        "saescope": __version__,
-        "torch": torch.__version__,
+        **environment(),
         "model": DEFAULT_MODEL,
         "dtype": args.dtype,
         "site": site.name,
@@ -140,10 +131,7 @@ def main() -> None:
         "peak_rss_before_capture_gib": round(rss_before, 2),
         "bytes_per_token": round(disk / len(cache), 1),
     }
-    print(json.dumps(record, indent=1))
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "capture.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append("capture", record, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ benchmarks/results/index_throughput.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from _record import append, environment
 
 from saescope.activations import open_activations
 from saescope.data import ContextConfig, load_corpus
@@ -27,8 +25,6 @@ from saescope.interpret.collect import FeatureCollector
 from saescope.interpret.index import build_index
 from saescope.interpret.sources import sae_source
 from saescope.models import load_model
-
-RESULTS = Path(__file__).parent / "results" / "index_throughput.jsonl"
 
 
 def cached_pass(source, cache, tokens: int) -> dict[str, float]:
@@ -84,7 +80,7 @@ def main() -> None:
     cache = open_activations(args.acts)
     model = load_model(cache.manifest.model)
     result: dict[str, object] = {
-        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        **environment(),
         "sae": f"{source.n_features} features at {source.site}",
     }
     result |= cached_pass(source, cache, args.tokens)
@@ -102,10 +98,7 @@ def main() -> None:
     if args.live_tokens:
         result |= live_pass(source, model, args.live_tokens)
         result["live_index_over_forward"] = result["live_index_tok_s"] / result["forward_tok_s"]  # type: ignore[operator]
-    print(json.dumps(result, indent=1))
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as f:
-        f.write(json.dumps(result) + "\n")
+    append("index_throughput", result, indent=1)
 
 
 if __name__ == "__main__":

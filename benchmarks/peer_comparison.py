@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
+
+from _record import append, environment
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE.parent.parent / "shared" / "bench" / "peer_harness.py"
@@ -80,16 +80,9 @@ def main() -> None:
             env["SAESCOPE_ENCODER_DTYPE"] = "bfloat16"
         python = sys.executable if tool.startswith("saescope") else args.peers_python
         record = run(tool, python, args, extra, env)
-        record |= {
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()} x{os.cpu_count()} cpu",
-            "data": Path(args.acts).name if args.acts else "synthetic",
-        }
+        record |= {**environment(), "data": Path(args.acts).name if args.acts else "synthetic"}
         records.append(record)
-        print(json.dumps(record), flush=True)
-    (HERE / "results").mkdir(exist_ok=True)
-    with (HERE / "results" / "peers.jsonl").open("a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
+        append("peers", record)
     print(
         "\n| tool | tokens/s | ms/step | peak MiB | held-out FVU | L0 |\n|---|---|---|---|---|---|"
     )

@@ -14,25 +14,19 @@ benchmarks/results/splice_replay.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from unittest import mock
 
 import torch
+from _record import append, environment
 
-from saescope import __version__
 from saescope.data import ContextConfig, keep_mask, load_corpus, pack_contexts, special_ids
 from saescope.evaluate import spliced_stats
 from saescope.evaluate.replay import Recording
 from saescope.evaluate.result import sae_site
 from saescope.models import DEFAULT_MODEL, load_model
 from saescope.sae import load_sae
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -71,11 +65,7 @@ def main() -> None:
         raise AssertionError(f"replay changed the numbers: {results}")
     median = {name: statistics.median(v) for name, v in seconds.items()}
     record = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or 'cpu'}",
-        "saescope": __version__,
-        "torch": torch.__version__,
+        **environment(),
         "model": DEFAULT_MODEL,
         "dtype": str(model.dtype),
         "site": site,
@@ -87,10 +77,7 @@ def main() -> None:
         "all_runs": {name: [round(x, 2) for x in v] for name, v in seconds.items()},
         "stats": results["replay"].to_dict(),  # type: ignore[attr-defined]
     }
-    print(json.dumps(record))
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "splice_replay.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append("splice_replay", record)
 
 
 if __name__ == "__main__":

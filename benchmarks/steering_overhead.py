@@ -16,22 +16,17 @@ Appends a JSON record to benchmarks/results/steering.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import torch
+from _record import append, environment
 
-from saescope import __version__
 from saescope.models import DEFAULT_MODEL, load_model
 from saescope.sae import load_sae
 from saescope.steer import FeatureIntervention, clamp, intervene
 from saescope.steer.generate import contiguous_unembedding
 
-RESULTS = Path(__file__).parent / "results"
 PROMPT = "The reliability of Wikipedia is very"
 
 
@@ -102,11 +97,7 @@ def main() -> None:
         median = {name: statistics.median(v) for name, v in runs.items()}
         edit_ms = _edit_ms(methods["clamped"][0], batch)
         record = {
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-            f"{platform.processor() or 'cpu'}",
-            "saescope": __version__,
-            "torch": torch.__version__,
+            **environment(),
             "model": DEFAULT_MODEL,
             "dtype": args.dtype,
             "sae": f"{sae.cfg.architecture} d_sae={sae.cfg.d_sae} k={sae.cfg.k}",
@@ -121,10 +112,7 @@ def main() -> None:
             "plain_ms_per_step": round(1000 * batch / tok_s["plain"], 1),
             "all_runs": {name: [round(x, 1) for x in v] for name, v in runs.items()},
         }
-        print(json.dumps(record))
-        RESULTS.mkdir(exist_ok=True)
-        with (RESULTS / "steering.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append("steering", record)
 
 
 if __name__ == "__main__":
