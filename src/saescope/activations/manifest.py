@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from saescope._files import write_atomic
 from saescope.errors import SaescopeError
 
 FORMAT_VERSION = 1
@@ -98,13 +98,3 @@ def read_manifest(path: Path) -> Manifest:
 
 def save_manifest(path: Path, manifest: Manifest) -> None:
     write_atomic(path, manifest.to_json().encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file, fsync and rename: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -16,7 +16,8 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from saescope.activations.manifest import ShardInfo, write_atomic
+from saescope._files import write_atomic
+from saescope.activations.manifest import ShardInfo
 from saescope.errors import SaescopeError
 
 PROVENANCE = ("tokens", "context", "position")

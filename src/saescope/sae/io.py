@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from saescope import __version__
+from saescope._files import write_atomic
 from saescope.errors import SaescopeError
 from saescope.sae.base import SAE
 from saescope.sae.config import SAEConfig, SAEMetadata
@@ -24,12 +25,6 @@ from saescope.sae.registry import ARCHITECTURES, architecture_for_saelens
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
 SPARSITY = "sparsity.safetensors"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    from saescope.activations.manifest import write_atomic
-
-    write_atomic(path, data)
 
 
 def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
@@ -60,11 +55,11 @@ def save_sae(sae: SAE, path: str | Path, log10_density: Tensor | None = None) ->
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu").contiguous() for k, v in sae.state_dict().items()}
-    _atomic_write(root / WEIGHTS, safetensors.torch.save(weights))
+    write_atomic(root / WEIGHTS, safetensors.torch.save(weights))
     if log10_density is not None:
         sparsity = {"sparsity": log10_density.detach().float().cpu().contiguous()}
-        _atomic_write(root / SPARSITY, safetensors.torch.save(sparsity))
-    _atomic_write(root / CFG, json.dumps(sae_cfg_dict(sae), indent=1).encode())
+        write_atomic(root / SPARSITY, safetensors.torch.save(sparsity))
+    write_atomic(root / CFG, json.dumps(sae_cfg_dict(sae), indent=1).encode())
     return root
 
 

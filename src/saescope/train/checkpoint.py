@@ -10,7 +10,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from saescope.activations.manifest import write_atomic
+from saescope._files import write_atomic
 from saescope.errors import SaescopeError
 from saescope.train.optim import Adam
 
