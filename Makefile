@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv quickstart test lint typecheck check bench clean
+.PHONY: venv quickstart test test-oldest lint typecheck check bench clean
 
 $(BIN)/saescope: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -32,8 +32,22 @@ typecheck: venv
 
 check: lint typecheck test
 
+# The lower bound pyproject.toml declares for transformers, tested in a venv of its own.
+OLDEST_TRANSFORMERS := $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+OLDEST := .venv-oldest
+
+$(OLDEST)/bin/saescope: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install -q --upgrade pip
+	$(OLDEST)/bin/pip install -q "torch==2.13.0" || $(OLDEST)/bin/pip install -q torch
+	$(OLDEST)/bin/pip install -q -e ".[default,formats,plots,dev]" "transformers==$(OLDEST_TRANSFORMERS)"
+	touch $@
+
+test-oldest: $(OLDEST)/bin/saescope
+	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider
+
 bench: venv
 	$(BIN)/python benchmarks/capture_throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OLDEST) .mypy_cache .ruff_cache .pytest_cache
