@@ -14,13 +14,14 @@ import logging
 from pathlib import Path
 
 from saescope.interpret.active import active_features, describe_features
+from saescope.interpret.build import index_features
 from saescope.interpret.dashboard import write_dashboards
 from saescope.interpret.families import feature_families, split_features
 from saescope.interpret.neurons import Example
 from saescope.interpret.query import FeatureIndex
 from saescope.interpret.sources import sae_source
 from saescope.models import load_model
-from saescope.pipeline import SAESpec, index_features, train_from_cache
+from saescope.recipes import SAESpec, train_from_cache
 from saescope.sae import load_sae
 from saescope.train import TrainConfig
 

@@ -1,5 +1,7 @@
+import argparse
 import json
 import shutil
+from typing import get_args
 
 import pytest
 import torch
@@ -7,8 +9,14 @@ from tiny_models import save_tiny_model
 
 from saescope import cli
 from saescope.activations import open_activations
+from saescope.data import ContextConfig
+from saescope.errors import SaescopeError
 from saescope.models import load_model
-from saescope.sae import load_sae
+from saescope.recipes import train_saes
+from saescope.sae import ARCHITECTURES, load_sae
+from saescope.train import TrainConfig
+from saescope.train.config import DeadMethod
+from saescope.train.loggers import TRACKERS
 
 SUBCOMMANDS = [
     "quickstart",
@@ -237,3 +245,49 @@ def test_bad_input_exits_2_with_a_message(model_dir, tmp_path, caplog) -> None:
     assert cli.main(["inspect", str(tmp_path)]) == 2
     assert "not an activation cache" in caplog.text
     assert cli.main(["sites", "--model", str(tmp_path / "nowhere" / "model")]) == 2
+
+
+def _train_defaults() -> argparse.Namespace:
+    return cli.build_parser().parse_args(["train", "--out", "x"])
+
+
+def test_train_defaults_are_the_configs_defaults() -> None:
+    args, cfg = _train_defaults(), TrainConfig(tokens=4096)
+    assert args.batch_size == cfg.batch_size and args.seed == cfg.seed
+    assert args.normalize == cfg.normalize and args.decoder_norm == cfg.decoder_norm
+    assert args.checkpoint_every == cfg.checkpoint_every
+    assert args.lr == cfg.optim.lr and args.beta1 == cfg.optim.betas[0]
+    assert args.l1 == cfg.sparsity.l1_coef and args.l0_coef == cfg.sparsity.l0_coef
+    assert args.dead == cfg.dead.method and args.dead_window == cfg.dead.window_tokens
+    assert args.context_size == ContextConfig().context_size
+    assert args.model is None and args.encoder_dtype == "auto"
+
+
+def test_train_choices_come_from_the_configs_and_registries(capsys) -> None:
+    parser = cli.build_parser()
+    actions = {
+        a.dest: a
+        for a in parser._subparsers._group_actions[0].choices["train"]._actions  # type: ignore[union-attr]
+    }
+    assert actions["dead"].choices == list(get_args(DeadMethod))
+    assert actions["log_to"].choices == list(TRACKERS)
+    assert actions["encoder_dtype"].choices == ["auto", "float32", "bfloat16"]
+    assert actions["decoder_norm"].choices == ["unit", "at_most_one"]
+    assert "relu / gated: L1 penalty" in actions["l1"].help  # the field's docstring
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["train", "--out", "x", "--arch", "topk,nosuch"])
+    assert exit_info.value.code == 2
+    assert "unknown architecture(s) nosuch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--out", "x", "--help"])
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in ARCHITECTURES)
+
+
+def test_train_refuses_what_the_library_cannot_resolve(tmp_path, caplog) -> None:
+    assert cli.main(["train", "--out", str(tmp_path / "run")]) == 2
+    assert "--acts" in caplog.text
+    assert cli.main(["train", "--out", str(tmp_path / "run"), "--model", "m"]) == 2
+    assert "needs --site and --tokens" in caplog.text
+    with pytest.raises(SaescopeError, match="unknown training setting"):
+        train_saes(tmp_path / "run", cache_dir=tmp_path, batch_sise=64)

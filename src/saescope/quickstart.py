@@ -20,11 +20,10 @@ from pathlib import Path
 from saescope.activations import capture, open_activations
 from saescope.activations.manifest import MANIFEST
 from saescope.data import load_corpus
+from saescope.evaluate.run import evaluate_saes
 from saescope.models import DEFAULT_MODEL, LanguageModel, load_model
-from saescope.models.loading import cpu_has_fast_bf16
-from saescope.pipeline import SAESpec, TrainedSAE, evaluate_saes, train_from_cache
+from saescope.recipes import SAESpec, TrainedSAE, train_saes
 from saescope.sae import load_sae
-from saescope.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +75,17 @@ def run_quickstart(
         log.info("SAE %s is trained; reusing it", sae_dir)
         trained = None
     else:
-        cfg = TrainConfig(
-            tokens=epochs * train_rows,
-            encoder_dtype="bfloat16" if cpu_has_fast_bf16() else "float32",
-        )
-        resume = (sae_dir / "checkpoint" / "checkpoint.json").exists()
-        [trained] = train_from_cache(
-            cache_dir, out / "saes", [spec], cfg, holdout_rows=HOLDOUT_ROWS, resume=resume
+        [trained] = train_saes(
+            out / "saes",
+            cache_dir=cache_dir,
+            site=site,
+            architectures=[spec.architecture],
+            widths=[spec.width],
+            ks=[spec.k] if spec.k else [],
+            epochs=epochs,
+            holdout_rows=HOLDOUT_ROWS,
+            device="cpu",  # encoder dtype auto: bf16 where this CPU runs it natively
+            resume=(sae_dir / "checkpoint" / "checkpoint.json").exists(),
         )
     log.info("[3/5] evaluate %s (spliced loss on %s tokens)", spec.name, f"{LOSS_TOKENS:,}")
     model = load_model(DEFAULT_MODEL)
@@ -103,8 +106,8 @@ def run_quickstart(
 
 
 def _index(out: Path, cache_dir: Path, sae_dir: Path, model: LanguageModel) -> Path:
+    from saescope.interpret.build import index_features
     from saescope.interpret.index import partial_dir
-    from saescope.pipeline import index_features
 
     path = out / "index.db"
     if path.exists():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from saescope import pipeline
 from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
 from saescope.errors import SaescopeError
 from saescope.interpret.batches import live_batches
+from saescope.interpret.build import index_features
 from saescope.interpret.collect import PAD_TOKEN, CollectConfig, FeatureCollector
 from saescope.interpret.index import partial_dir
 from saescope.interpret.query import FeatureIndex
@@ -118,7 +118,7 @@ def test_silent_examples_do_not_fire(model, corpus, sae_dir) -> None:
 
 
 def build(tmp_path, model, corpus, sae_dir, name="index.db", **kwargs):
-    return pipeline.index_features(
+    return index_features(
         tmp_path / name,
         sae_dir=sae_dir,
         model=model,
@@ -182,7 +182,7 @@ def test_an_interrupted_build_resumes_to_the_same_index(tmp_path, model, corpus,
     FeatureCollector.update = dying_update  # type: ignore[method-assign]
     try:
         with pytest.raises(Killed):
-            pipeline.index_features(
+            index_features(
                 tmp_path / "resumed.db", sae_dir=sae_dir, model=model, corpus=corpus,
                 context=CONTEXT, tokens=100_000, collect=CFG, progress=False,
                 checkpoint_seconds=0,
@@ -203,7 +203,7 @@ def test_an_interrupted_build_resumes_to_the_same_index(tmp_path, model, corpus,
 
 
 def test_neuron_index_and_bad_inputs(tmp_path, model, corpus, sae_dir) -> None:
-    path = pipeline.index_features(
+    path = index_features(
         tmp_path / "neurons.db", site="layers.1.mlp_act", model=model, corpus=corpus,
         context=CONTEXT, tokens=2_000, collect=CFG, progress=False,
     )  # fmt: skip

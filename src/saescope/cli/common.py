@@ -1,10 +1,18 @@
-"""Shared pieces of the command line: argument groups and the subcommand helper."""
+"""Shared pieces of the command line: argument groups, the subcommand helper, and options read
+from the config dataclasses (default, choices, type and help from the field itself)."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
+import inspect
+import textwrap
 from collections.abc import Callable
-from typing import Any
+from dataclasses import MISSING, fields
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from saescope.models.loading import DEFAULT_MODEL
 
 Handler = Callable[[argparse.Namespace], None]
 
@@ -22,11 +30,84 @@ def add_command(
     return p
 
 
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string under each field), whitespace joined.
+
+    Read from the source with ``ast``: the docstrings are the one written account of each field,
+    so the CLI's help is not a second copy of them.
+    """
+    [node] = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
+    assert isinstance(node, ast.ClassDef)
+    docs = {}
+    for stmt, after in zip(node.body, node.body[1:], strict=False):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of dataclass field ``name`` (its factory called if it has one)."""
+    f = {f.name: f for f in fields(cls)}[name]
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def field_choices(cls: type, name: str) -> list[Any]:
+    """The values of the ``Literal`` in field ``name``'s type (``None`` left out); [] if none."""
+    return _literals(get_type_hints(cls)[name])
+
+
+def _literals(hint: Any) -> list[Any]:
+    if get_origin(hint) is Literal:
+        return list(get_args(hint))
+    return [v for arg in get_args(hint) for v in _literals(arg)]
+
+
+def _scalar_type(hint: Any) -> Any:
+    """``int`` for ``int`` or ``int | None``: what argparse converts the text with."""
+    options = [a for a in get_args(hint) if a is not type(None)] or [hint]
+    return options[0]
+
+
+def add_field(
+    p: argparse.ArgumentParser,
+    flag: str,
+    cls: type,
+    name: str,
+    help: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add ``flag`` for field ``name`` of config ``cls``: its default, its ``Literal`` choices,
+    its type, and its docstring as help unless ``help`` is given; ``kwargs`` override."""
+    default = field_default(cls, name)
+    text = help if help is not None else field_docs(cls).get(name, "")
+    options: dict[str, Any] = {"default": default, "help": text.replace("%", "%%")}
+    choices = field_choices(cls, name)
+    if choices:
+        options["choices"] = choices
+    elif isinstance(default, bool):
+        options["action"] = argparse.BooleanOptionalAction
+    else:
+        options["type"] = _scalar_type(get_type_hints(cls)[name])
+    p.add_argument(flag, **(options | kwargs))
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        default="gemma-3-270m",
-        help="alias gemma-3-270m (default, embedded), a local directory, a .gguf file, or a hub id",
+        default=DEFAULT_MODEL,
+        help=f"alias {DEFAULT_MODEL} (default, embedded), a local directory, a .gguf file, "
+        "or a hub id",
     )
     p.add_argument(
         "--dtype",
@@ -36,21 +117,32 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, shown: bool = True) -> None:
+    """The corpus and context options (``shown=False``: accepted, left out of the help)."""
+    from saescope.data import ContextConfig
+
+    def help_(text: str | None) -> str | None:
+        return text if shown else argparse.SUPPRESS
+
     p.add_argument(
         "--dataset",
         default="default",
         help="'default' (Wikipedia summaries + Gutenberg books), a .txt/.jsonl/"
         ".parquet file, a datasets directory (save_to_disk) or a folder of files",
     )
-    p.add_argument("--text-field", default="text", help="field holding the text (.jsonl/.parquet)")
-    p.add_argument("--context-size", type=int, default=128, help="tokens per context, BOS included")
-    p.add_argument("--seed", type=int, default=0, help="document shuffle seed")
+    p.add_argument(
+        "--text-field", default="text", help=help_("field holding the text (.jsonl/.parquet)")
+    )
+    add_field(p, "--context-size", ContextConfig, "context_size", help=help_(None))
+    if shown:
+        add_field(p, "--seed", ContextConfig, "seed", help="document shuffle seed", type=int)
     p.add_argument(
         "--keep-special",
         action="store_true",
-        help="keep BOS/EOS/pad positions (excluded by default: their norms are "
-        "15-25x a typical token's)",
+        help=help_(
+            "keep BOS/EOS/pad positions (excluded by default: their norms are "
+            "15-25x a typical token's)"
+        ),
     )
 
 

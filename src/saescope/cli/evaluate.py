@@ -6,10 +6,11 @@ import argparse
 from typing import Any
 
 from saescope.cli.common import add_command, add_data_args, context_config
+from saescope.models.loading import DEFAULT_MODEL
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from saescope import pipeline
+    from saescope.evaluate.run import evaluate_saes
 
     model = None
     if args.model:
@@ -21,7 +22,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from saescope.data import load_corpus
 
         corpus = load_corpus(args.dataset, text_field=args.text_field)
-    report = pipeline.evaluate_saes(
+    report = evaluate_saes(
         args.sae,
         args.out,
         cache_dir=args.acts,
@@ -51,7 +52,7 @@ def register(sub: Any) -> None:
     p.add_argument("--sae", nargs="+", required=True, help="SAE directories")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--acts", help="activation cache to measure reconstruction on")
-    p.add_argument("--model", help="model to splice the SAEs into (e.g. gemma-3-270m)")
+    p.add_argument("--model", help=f"model to splice the SAEs into (e.g. {DEFAULT_MODEL})")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--tokens", type=int, default=65_536, help="reconstruction rows")

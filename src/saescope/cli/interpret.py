@@ -10,23 +10,18 @@ from saescope.cli.common import add_command, add_data_args, add_model_args, cont
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from saescope import pipeline
     from saescope.data import load_corpus
+    from saescope.interpret.build import index_features
     from saescope.interpret.collect import CollectConfig
-    from saescope.models import load_model
 
-    name = args.model
-    if name is None:  # the cache's own model, else the default
-        from saescope.activations import open_activations
-
-        name = open_activations(args.acts).manifest.model if args.acts else "gemma-3-270m"
-    model = load_model(name, dtype=args.dtype, device=args.device)
     before, after = args.window
-    path = pipeline.index_features(
+    path = index_features(
         args.out,
         sae_dir=args.sae,
         site=args.site,
-        model=model,
+        model=args.model,  # None: the cache's own model, else the default
+        dtype=args.dtype,
+        device=args.device,
         cache_dir=args.acts,
         corpus=None if args.acts else load_corpus(args.dataset, text_field=args.text_field),
         context=context_config(args),

@@ -66,7 +66,9 @@ class TrainConfig:
     tokens: int
     """Training tokens (rows); steps = tokens // batch_size."""
     batch_size: int = 4096
+    """Rows per step (per rank under torchrun)."""
     seed: int = 0
+    """Seeds the SAE's initialisation, the trainer's own generator and the cache's batch order."""
     normalize: bool = True
     """Scale inputs so that E||x|| = sqrt(d_in); folded into the weights when saving."""
     init_rows: int = 16_384

@@ -7,8 +7,6 @@ from typing import Any, Protocol
 
 from saescope.errors import SaescopeError
 
-TRACKERS = ("wandb", "tensorboard")
-
 
 class Tracker(Protocol):
     def log(self, name: str, step: int, metrics: dict[str, float]) -> None: ...
@@ -49,9 +47,14 @@ class _TensorBoard:
         self.writer.close()
 
 
+TRACKERS: dict[str, type[_Wandb] | type[_TensorBoard]] = {
+    "wandb": _Wandb,
+    "tensorboard": _TensorBoard,
+}
+"""The trackers by name: the choices of ``saescope train --log-to``."""
+
+
 def make_tracker(kind: str, run_dir: Path, config: dict[str, Any]) -> Tracker:
-    if kind == "wandb":
-        return _Wandb(run_dir, config)
-    if kind == "tensorboard":
-        return _TensorBoard(run_dir, config)
-    raise SaescopeError(f"unknown tracker {kind!r}; expected one of {', '.join(TRACKERS)}")
+    if kind not in TRACKERS:
+        raise SaescopeError(f"unknown tracker {kind!r}; expected one of {', '.join(TRACKERS)}")
+    return TRACKERS[kind](run_dir, config)

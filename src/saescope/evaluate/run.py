@@ -1,0 +1,111 @@
+"""The whole evaluation of saved SAEs: load, check against the data, score, write the report."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from saescope.activations import ActivationCache, open_activations
+from saescope.data import ContextConfig, Corpus
+from saescope.errors import SaescopeError
+from saescope.evaluate.result import evaluate, sae_site
+from saescope.models import LanguageModel
+from saescope.sae import SAE
+
+
+def evaluate_saes(
+    sae_dirs: Sequence[str | Path],
+    out: str | Path,
+    cache_dir: str | Path | None = None,
+    model: LanguageModel | None = None,
+    corpus: Corpus | None = None,
+    context: ContextConfig = ContextConfig(),
+    tokens: int = 65_536,
+    loss_tokens: int = 8_192,
+    ablations: bool = True,
+) -> Path:
+    """Score SAEs and write ``metrics.json`` + ``report.html`` into ``out``.
+
+    Reconstruction and latent statistics come from the cache's last shards holding ``tokens``
+    rows (the rows ``train --holdout`` keeps out), or, without a cache, from the model's live
+    activations on the same contexts as the losses. With a model, the next-token losses with
+    each SAE spliced in are measured on ``loss_tokens`` tokens of ``corpus``.
+    """
+    from saescope.data import load_corpus, pack_contexts
+    from saescope.evaluate.report import write_report
+    from saescope.sae import load_sae
+
+    if cache_dir is None and model is None:
+        raise SaescopeError("evaluation needs activations: give a cache (--acts) or a model")
+    saes = {Path(d).name: (str(d), load_sae(d)) for d in sae_dirs}
+    cache = open_activations(cache_dir) if cache_dir is not None else None
+    for name, (_, sae) in saes.items():
+        check_compatible(name, sae, cache, model)
+    contexts: list[Tensor] = []
+    if model is not None:
+        corpus = corpus if corpus is not None else load_corpus()
+        n = max(1, loss_tokens // context.context_size)
+        contexts = list(itertools.islice(pack_contexts(corpus, model.tokenizer, context), n))
+        if not contexts:
+            raise SaescopeError(
+                f"corpus {corpus.name!r} gives no context of {context.context_size} tokens"
+            )
+    results = []
+    for name, (path, sae) in saes.items():
+        site = sae_site(sae)
+        if cache is not None:
+            everything = list(range(len(cache.manifest.shards)))
+            held = cache.split(tokens)[1] if tokens < len(cache) else everything
+            rows = cache.batches(8192, site, shuffle=False, shards=held)
+        else:
+            assert model is not None
+            rows = _live_rows(model, site, contexts, context)
+        batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
+        results.append(evaluate(sae, rows, model, batches, name, path, ablations=ablations))
+    info = {
+        "cache": str(cache_dir) if cache_dir else None,
+        "model": model.name if model is not None else None,
+        "reconstruction tokens": results[0].reconstruction.tokens,
+        "loss tokens": results[0].spliced.tokens if results[0].spliced else None,
+    }
+    return write_report(results, out, info)
+
+
+def check_compatible(
+    name: str, sae: SAE, cache: ActivationCache | None, model: LanguageModel | None
+) -> None:
+    """Refuse an SAE (``name`` in messages) trained on another model or site width than the
+    cache's or the model's, before any computation."""
+    site = sae_site(sae)
+    model_name = sae.cfg.metadata.model_name
+    if cache is not None:
+        if model_name and model_name != cache.manifest.model:
+            raise SaescopeError(
+                f"SAE {name} was trained on {model_name!r}, the cache holds "
+                f"{cache.manifest.model!r} activations"
+            )
+        if cache.d(site) != sae.cfg.d_in:
+            raise SaescopeError(
+                f"SAE {name} has d_in={sae.cfg.d_in}, the cache's {site} has d={cache.d(site)}"
+            )
+    if model is not None and model.site_dim(site) != sae.cfg.d_in:
+        raise SaescopeError(
+            f"SAE {name} has d_in={sae.cfg.d_in}, {site} of {model.name} has "
+            f"width {model.site_dim(site)}; was it trained on another model?"
+        )
+
+
+def _live_rows(
+    model: LanguageModel, site: str, contexts: list[Tensor], context: ContextConfig
+) -> Iterator[Tensor]:
+    from saescope.data import keep_mask, special_ids
+    from saescope.models import run_with_cache
+
+    exclude = special_ids(model.tokenizer) if context.exclude_special else []
+    for batch in torch.stack(contexts).split(8):
+        acts = run_with_cache(model, batch, [site])[site]
+        yield acts[keep_mask(batch, exclude).to(acts.device)].float().cpu()
