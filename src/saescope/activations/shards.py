@@ -95,8 +95,9 @@ def check_finite(path: Path, key: str, x: Tensor, rows: np.ndarray | None = None
     row = first if rows is None else int(rows[first])
     bad = int((~finite).sum())
     raise SaescopeError(
-        f"shard {path} row {row} ({bad} rows in all) of {key} holds NaN or inf: the model "
-        "produced non-finite activations (fp16 overflow?); re-capture with --dtype fp32 or bf16"
+        f"shard {path} row {row} of {key} holds NaN or inf ({bad} such rows in the part read): "
+        "the model produced non-finite activations (fp16 overflow?); re-capture with --dtype "
+        "fp32 or bf16"
     )
 
 
