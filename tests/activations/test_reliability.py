@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -14,6 +15,7 @@ import saescope.activations.writer as writer
 from saescope import cli
 from saescope._files import exclusive
 from saescope.activations import capture, open_activations
+from saescope.activations.shards import check_finite
 from saescope.data import ContextConfig
 from saescope.errors import SaescopeError
 
@@ -79,7 +81,7 @@ def test_manifest_that_misdescribes_its_shards_is_named(
 def test_manifest_that_is_a_list_is_corrupt(model, corpus, tmp_path) -> None:
     root = _capture(model, corpus, tmp_path / "c").root
     (root / "manifest.json").write_text("[1, 2]")
-    with pytest.raises(SaescopeError, match="corrupt.*expected a JSON object, found a list"):
+    with pytest.raises(SaescopeError, match=r"corrupt.*expected a JSON object, found a list"):
         open_activations(root)
 
 
@@ -145,15 +147,15 @@ def test_full_disk_names_the_path_and_leaves_no_temporary_file(
     monkeypatch.undo()
     assert len(_capture(model, corpus, tmp_path / "c")) == 157  # the retry just works
     (tmp_path / "file").write_text("x")
-    with pytest.raises(SaescopeError, match="cannot write the cache at .*file"):
+    with pytest.raises(SaescopeError, match=r"cannot write the cache at .*file"):
         _capture(model, corpus, tmp_path / "file" / "cache")
 
 
 def test_two_opens_of_one_lock_conflict_in_one_process(tmp_path) -> None:
-    with exclusive(tmp_path, "the cache"):
-        with pytest.raises(SaescopeError, match=rf"another saescope process \(pid {os.getpid()}\)"):
-            with exclusive(tmp_path, "the cache"):
-                pass
+    held_twice = rf"another saescope process \(pid {os.getpid()}\)"
+    with exclusive(tmp_path, "the cache"), pytest.raises(SaescopeError, match=held_twice):  # noqa: SIM117
+        with exclusive(tmp_path, "the cache"):  # a second open file description: conflicts
+            pass
     with exclusive(tmp_path, "the cache"):  # released on exit
         pass
 
@@ -185,3 +187,14 @@ def test_capture_on_cuda_without_cuda_is_one_line(tmp_path, caplog) -> None:
     argv = ["capture", "--device", "cuda", "--site", SITE, "--tokens", "10"]
     assert cli.main([*argv, "--out", str(tmp_path / "c")]) == 2
     assert "no CUDA device" in caplog.text and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_finite_check_names_the_row_and_survives_an_overflowing_sum(dtype) -> None:
+    big = torch.full((10, 4), 6e4 if dtype == torch.float16 else 3e38).to(dtype)
+    check_finite(Path("s"), "acts.x", big)  # the sum overflows, every value is finite
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.randn(10, 4).to(dtype)
+        x[7, 2] = bad
+        with pytest.raises(SaescopeError, match=r"row 7 of acts\.x"):
+            check_finite(Path("s"), "acts.x", x)

@@ -86,11 +86,16 @@ def check_shapes(path: Path, info: ShardInfo, sites: dict[str, int], shapes: dic
 def check_finite(path: Path, key: str, x: Tensor, rows: np.ndarray | None = None) -> None:
     """Refuse NaN/inf, naming the shard and the (shard-local) row; ``rows``: the rows ``x`` holds.
 
-    Costs one pass over ``x`` (see benchmarks in the README), small next to reading it.
+    A sum is finite only if every term is, and torch's sum is far faster than ``isfinite`` on CPU
+    (a 65,536 x 640 shard on a busy 2-core CPU: 3 ms bf16 / 11 ms fp32, against 300-450 ms for
+    ``isfinite(x).all()`` and 90-170 ms for one copy of the shard). Only a non-finite sum (a bad
+    row, or finite values whose sum overflows) pays for the exact per-row search.
     """
+    if x.numel() == 0 or bool(torch.isfinite(x.sum())):
+        return
     finite = torch.isfinite(x).all(dim=-1) if x.ndim > 1 else torch.isfinite(x)
     if bool(finite.all()):
-        return
+        return  # the sum overflowed; every value is finite
     first = int((~finite).nonzero()[0, 0])
     row = first if rows is None else int(rows[first])
     bad = int((~finite).sum())
