@@ -1,16 +1,24 @@
-"""File helpers every layer may use: atomic writes (a reader sees the old file or the new one)."""
+"""File helpers every layer may use: atomic writes (a reader sees the old file or the new one),
+and an exclusive lock on an output directory (one writer at a time)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+from saescope.errors import SaescopeError
+
+LOCK = ".saescope.lock"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file, fsync and rename: a reader sees the old file or the new one.
 
     On failure (a full disk, a read-only directory) the temporary file is removed and the
-    error names the path.
+    error is re-raised.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -23,3 +31,40 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path, what: str, name: str = LOCK) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (which must exist) for the ``with`` block.
+
+    Non-blocking: if another process holds it, raises SaescopeError naming its pid. The lock is
+    ``flock`` on ``<directory>/<name>``, so the OS releases it when the holder dies, even by
+    SIGKILL, and a stale lock file never blocks anyone. ``what`` names the directory's role in
+    the message (e.g. "the cache", "the run directory").
+    """
+    path = Path(directory) / name
+    try:
+        handle = path.open("a+")
+    except OSError as err:
+        raise SaescopeError(
+            f"cannot create the lock file {path} ({err.strerror}); is {directory} writable?"
+        ) from err
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise SaescopeError(
+                f"{what} {directory} is being written by another saescope process (pid {holder}); "
+                "wait for it or choose another --out"
+            ) from err
+        # The pid is only for the message above; the lock itself is the flock.
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

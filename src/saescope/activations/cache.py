@@ -13,7 +13,14 @@ import torch
 from torch import Tensor
 
 from saescope.activations.manifest import MANIFEST, Manifest, read_manifest
-from saescope.activations.shards import PROVENANCE, ShardView, acts_key, read_shard
+from saescope.activations.shards import (
+    PROVENANCE,
+    ShardView,
+    acts_key,
+    check_shapes,
+    read_header,
+    read_shard,
+)
 from saescope.errors import SaescopeError
 
 log = logging.getLogger(__name__)
@@ -73,14 +80,24 @@ class ActivationCache:
 
     @cached_property
     def _offsets(self) -> np.ndarray:
+        """First row of each shard. Random access trusts these, so before the first use every
+        shard's header is checked against its manifest row count (a misstated count would
+        otherwise return other rows without a word)."""
+        for i, info in enumerate(self.manifest.shards):
+            header, _ = read_header(self._path(i))
+            shapes = {k: meta["shape"] for k, meta in header.items()}
+            check_shapes(self._path(i), info, self.manifest.sites, shapes)
         return np.cumsum([0] + [s.rows for s in self.manifest.shards])
 
     def _path(self, i: int) -> Path:
         return self.root / self.manifest.shards[i].file
 
     def load_shard(self, i: int, verify: bool = True) -> dict[str, Tensor]:
-        """All tensors of shard ``i``, checked against the manifest's size and checksum."""
-        return read_shard(self._path(i), self.manifest.shards[i], verify=verify)
+        """All tensors of shard ``i``, checked against the manifest (size, checksum if ``verify``,
+        shapes) and refused if an activation is NaN or inf."""
+        return read_shard(
+            self._path(i), self.manifest.shards[i], self.manifest.sites, verify=verify
+        )
 
     def split(self, holdout_rows: int) -> tuple[list[int], list[int]]:
         """(training shards, held-out shards): the last shards holding >= ``holdout_rows`` rows.
@@ -104,7 +121,8 @@ class ActivationCache:
         return sum(self.manifest.shards[i].rows for i in shards)
 
     def verify(self) -> None:
-        """Read every shard and check its checksum; raises naming the first bad file."""
+        """Read every shard and check its checksum, shapes and finiteness; raises naming the
+        first bad file."""
         for i in range(len(self.manifest.shards)):
             self.load_shard(i, verify=True)
 
@@ -122,7 +140,8 @@ class ActivationCache:
             local = rows[where] - self._offsets[shard]
             sort = np.argsort(local, kind="stable")
             if shard not in self._views:
-                self._views[shard] = ShardView(self._path(shard), self.manifest.shards[shard])
+                info = self.manifest.shards[shard]
+                self._views[shard] = ShardView(self._path(shard), info, self.manifest.sites)
             taken = self._views[shard].take(key, local[sort])
             parts.append(taken)
             order.append(where[sort])

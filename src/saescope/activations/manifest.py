@@ -31,6 +31,19 @@ class ShardInfo:
     bytes: int
     sha256: str
 
+    def __post_init__(self) -> None:
+        for name in ("rank", "index", "rows", "contexts_done", "bytes"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise SaescopeError(
+                    f"shard {self.file!r}: {name} must be an integer >= 0, found {value!r}"
+                )
+        if not isinstance(self.file, str) or not isinstance(self.sha256, str):
+            raise SaescopeError(
+                f"shard entry: file and sha256 must be strings, found {self.file!r}, "
+                f"{self.sha256!r}"
+            )
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -56,6 +69,20 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.sites, dict) or not self.sites:
+            raise SaescopeError(f"sites must map site names to widths, found {self.sites!r}")
+        for site, d in self.sites.items():
+            if not _is_int(d) or d < 1:
+                raise SaescopeError(f"site {site!r} has width {d!r}; expected an integer >= 1")
+        if not _is_int(self.tokens) or not _is_int(self.world_size) or self.world_size < 1:
+            raise SaescopeError(
+                f"tokens and world_size must be integers (world_size >= 1), found "
+                f"{self.tokens!r} and {self.world_size!r}"
+            )
+        if not isinstance(self.context, dict):
+            raise SaescopeError(f"context must be an object, found {self.context!r}")
+
     @property
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)
@@ -72,27 +99,41 @@ class Manifest:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+    def from_dict(cls, data: Any) -> Manifest:
+        """Parse and validate; raises SaescopeError (TypeError for unknown or missing keys)."""
+        if not isinstance(data, dict):
+            raise SaescopeError(f"expected a JSON object, found a {type(data).__name__}")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise SaescopeError(
                 f"cache format version {version} is not the {FORMAT_VERSION} this saescope reads; "
                 "re-capture with this version"
             )
-        shards = tuple(ShardInfo(**s) for s in data.get("shards", ()))
-        return cls(**{**data, "shards": shards})
+        shards = data.get("shards", [])
+        if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+            raise SaescopeError(f"shards must be a list of objects, found {shards!r:.80}")
+        return cls(**{**data, "shards": tuple(ShardInfo(**s) for s in shards)})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_manifest(path: Path) -> Manifest:
     try:
         data = json.loads(path.read_text())
-        return Manifest.from_dict(data)
     except FileNotFoundError as err:
         raise SaescopeError(
             f"{path} not found: {path.parent} is not an activation cache "
             "(write one with `saescope capture`)"
         ) from err
-    except (json.JSONDecodeError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SaescopeError(f"{path} is corrupt ({err}); re-capture or restore it") from err
+    if isinstance(data, dict) and data.get("format_version") != FORMAT_VERSION:
+        return Manifest.from_dict(data)  # raises the version error as it is
+    try:
+        return Manifest.from_dict(data)
+    except (TypeError, SaescopeError) as err:
         raise SaescopeError(f"{path} is corrupt ({err}); re-capture or restore it") from err
 
 

@@ -49,8 +49,68 @@ def _check_size(path: Path, info: ShardInfo) -> None:
         )
 
 
-def read_shard(path: Path, info: ShardInfo, verify: bool = True) -> dict[str, Tensor]:
-    """Read a whole shard, checking its size and (``verify``) its sha256 against the manifest."""
+def read_header(path: Path) -> tuple[dict[str, dict], int]:
+    """The safetensors header of a shard (key -> {dtype, shape, data_offsets}) and where the
+    data begins."""
+    try:
+        with path.open("rb") as handle:
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(header_len))
+    except FileNotFoundError as err:
+        raise SaescopeError(
+            f"shard {path} is missing (the manifest lists it); restore it or re-capture"
+        ) from err
+    except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SaescopeError(f"shard {path} has a corrupt header ({err})") from err
+    header.pop("__metadata__", None)
+    return header, 8 + header_len
+
+
+def check_shapes(path: Path, info: ShardInfo, sites: dict[str, int], shapes: dict) -> None:
+    """The shard holds ``info.rows`` rows of every tensor, and each site at its manifest width."""
+    for key in (*PROVENANCE, *(acts_key(s) for s in sites)):
+        if key not in shapes:
+            raise SaescopeError(
+                f"shard {path} has no tensor {key!r} (it holds {sorted(shapes)}); the manifest "
+                "does not describe this file: restore the manifest or re-capture"
+            )
+        want = [info.rows, sites[key[5:]]] if key.startswith("acts.") else [info.rows]
+        if list(shapes[key]) != want:
+            raise SaescopeError(
+                f"shard {path}: {key} has shape {list(shapes[key])}, the manifest says {want} "
+                "(rows, width); the manifest was edited or belongs to other files: restore it "
+                "or re-capture"
+            )
+
+
+def check_finite(path: Path, key: str, x: Tensor, rows: np.ndarray | None = None) -> None:
+    """Refuse NaN/inf, naming the shard and the (shard-local) row; ``rows``: the rows ``x`` holds.
+
+    A sum is finite only if every term is, and torch's sum is far faster than ``isfinite`` on CPU
+    (a 65,536 x 640 shard on a busy 2-core CPU: 3 ms bf16 / 11 ms fp32, against 300-450 ms for
+    ``isfinite(x).all()`` and 90-170 ms for one copy of the shard). Only a non-finite sum (a bad
+    row, or finite values whose sum overflows) pays for the exact per-row search.
+    """
+    if x.numel() == 0 or bool(torch.isfinite(x.sum())):
+        return
+    finite = torch.isfinite(x).all(dim=-1) if x.ndim > 1 else torch.isfinite(x)
+    if bool(finite.all()):
+        return  # the sum overflowed; every value is finite
+    first = int((~finite).nonzero()[0, 0])
+    row = first if rows is None else int(rows[first])
+    bad = int((~finite).sum())
+    raise SaescopeError(
+        f"shard {path} row {row} of {key} holds NaN or inf ({bad} such rows in the part read): "
+        "the model produced non-finite activations (fp16 overflow?); re-capture with --dtype "
+        "fp32 or bf16"
+    )
+
+
+def read_shard(
+    path: Path, info: ShardInfo, sites: dict[str, int], verify: bool = True
+) -> dict[str, Tensor]:
+    """Read a whole shard, checking its size, (``verify``) its sha256, its shapes against the
+    manifest and that every activation is finite."""
     _check_size(path, info)
     data = path.read_bytes()
     if verify and hashlib.sha256(data).hexdigest() != info.sha256:
@@ -59,23 +119,23 @@ def read_shard(path: Path, info: ShardInfo, verify: bool = True) -> dict[str, Te
             "delete it and run `saescope capture --resume` to write it again"
         )
     try:
-        return safetensors.torch.load(data)
+        tensors = safetensors.torch.load(data)
     except Exception as err:  # safetensors raises its own error types
         raise SaescopeError(f"shard {path} cannot be parsed ({err}); it is corrupt") from err
+    check_shapes(path, info, sites, {k: list(v.shape) for k, v in tensors.items()})
+    for site in sites:
+        check_finite(path, acts_key(site), tensors[acts_key(site)])
+    return tensors
 
 
 class ShardView:
     """Memory-mapped, read-only random access to the tensors of one shard."""
 
-    def __init__(self, path: Path, info: ShardInfo) -> None:
+    def __init__(self, path: Path, info: ShardInfo, sites: dict[str, int]) -> None:
         _check_size(path, info)
-        try:
-            with path.open("rb") as handle:
-                (header_len,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(header_len))
-        except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SaescopeError(f"shard {path} has a corrupt header ({err})") from err
-        header.pop("__metadata__", None)
+        self.path = path
+        header, data_start = read_header(path)
+        check_shapes(path, info, sites, {k: meta["shape"] for k, meta in header.items()})
         self.arrays: dict[str, tuple[np.memmap, str]] = {}
         for key, meta in header.items():
             start, end = meta["data_offsets"]
@@ -84,7 +144,7 @@ class ShardView:
                 path,
                 dtype=_NUMPY[meta["dtype"]],
                 mode="r",
-                offset=8 + header_len + start,
+                offset=data_start + start,
                 shape=(count,),
             ).reshape(meta["shape"])
             self.arrays[key] = (array, meta["dtype"])
@@ -93,4 +153,7 @@ class ShardView:
         """Rows ``rows`` (sorted int array) of tensor ``key``; only those bytes are read."""
         array, dtype = self.arrays[key]
         out = torch.from_numpy(np.ascontiguousarray(array[rows]))
-        return out.view(torch.bfloat16) if dtype == "BF16" else out
+        out = out.view(torch.bfloat16) if dtype == "BF16" else out
+        if key.startswith("acts."):
+            check_finite(self.path, key, out, rows)
+        return out

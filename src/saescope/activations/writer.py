@@ -4,11 +4,14 @@ The corpus is packed into contexts in a fixed order; under ``torchrun`` rank r t
 r, r + world, ... Each rank accumulates whole contexts until a shard holds about ``shard_rows``
 rows, writes it atomically, then records it in its journal (the manifest itself when running
 alone). ``resume=True`` skips the contexts of finished shards, so a killed capture loses at most
-one shard of work.
+one shard of work. A shard cut at the row target mid-context records only the contexts it holds
+whole; resuming with a larger target finishes that context from the row after the last one kept.
+One writer at a time: each rank holds a lock in the cache directory while it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
@@ -20,6 +23,7 @@ from torch import Tensor
 
 from saescope import __version__
 from saescope._dist import Rank
+from saescope._files import LOCK, exclusive
 from saescope._progress import progress_bar
 from saescope.activations.cache import ActivationCache, open_activations
 from saescope.activations.manifest import (
@@ -29,7 +33,7 @@ from saescope.activations.manifest import (
     read_manifest,
     save_manifest,
 )
-from saescope.activations.shards import acts_key, write_shard
+from saescope.activations.shards import acts_key, read_header, write_shard
 from saescope.data import ContextConfig, Corpus, keep_mask, load_corpus, pack_contexts, special_ids
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site, run_with_cache
@@ -59,13 +63,22 @@ def capture(
     """Capture ``tokens`` activation rows at each of ``sites`` into the cache directory ``out``.
 
     ``dtype`` is the storage dtype (default: the model's). Rows are token positions that survive
-    the context config's exclusion of special tokens. Returns the opened cache.
+    the context config's exclusion of special tokens. Returns the opened cache. A failure to
+    write (full disk, read-only directory) raises SaescopeError naming the path; no temporary
+    file is left behind.
     """
     parsed = sorted({model.site(s) for s in sites})
     if not parsed:
         raise SaescopeError("capture needs at least one --site")
-    if tokens < 1:
-        raise SaescopeError(f"tokens must be >= 1, got {tokens}")
+    for name, value in (("tokens", tokens), ("batch_size", batch_size), ("shard_rows", shard_rows)):
+        if value < 1:
+            raise SaescopeError(f"{name} must be >= 1, got {value}")
+    limit = max_positions(model)
+    if limit is not None and context.context_size > limit:
+        raise SaescopeError(
+            f"context size {context.context_size} exceeds the {limit} positions {model.name} "
+            "supports (max_position_embeddings); pass a smaller --context-size"
+        )
     corpus = corpus if corpus is not None else load_corpus()
     store_dtype = model.dtype if dtype is None else resolve_dtype(dtype, torch.device("cpu"))
     root = Path(out)
@@ -82,7 +95,6 @@ def capture(
         world_size=rank.world_size,
         saescope_version=__version__,
     )
-    journal = _start_journal(root, rank, fresh, resume)
     job = _Job(
         model,
         parsed,
@@ -96,14 +108,51 @@ def capture(
         target=rank.share(tokens),
         progress=progress,
     )
-    _capture_rank(job, journal)
-    _finish(root, rank)
+    try:
+        with _locked(root, rank):
+            _capture_rank(job, _start_journal(root, rank, fresh, resume))
+            _finish(root, rank)
+    except OSError as err:
+        where = err.filename or root
+        raise SaescopeError(
+            f"cannot write the cache at {where}: {err.strerror or err}; free space, fix the "
+            "permissions or choose another --out, then run the same command again"
+        ) from err
     return open_activations(root)
+
+
+def max_positions(model: LanguageModel) -> int | None:
+    """The longest context the model's position embeddings cover (None if its config says not)."""
+    config = model.hf.config.get_text_config()
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+@contextlib.contextmanager
+def _locked(root: Path, rank: Rank) -> Iterator[None]:
+    """Create ``root`` (refusing a non-cache directory first) and hold this rank's lock in it."""
+    if root.exists() and not root.is_dir():
+        raise SaescopeError(f"--out {root} is a file; expected a cache directory")
+    if root.exists() and not (root / "shards").exists():
+        others = [p.name for p in root.iterdir() if not p.name.startswith(LOCK)]
+        if others:
+            raise SaescopeError(f"{root} exists, is not empty and is not a saescope cache")
+    root.mkdir(parents=True, exist_ok=True)
+    name = LOCK if rank.rank == 0 else f"{LOCK}.rank-{rank.rank}"
+    with exclusive(root, "the cache", name):
+        yield
 
 
 def _start_journal(root: Path, rank: Rank, fresh: Manifest, resume: bool) -> Manifest:
     path = _journal(root, rank)
-    if path.exists():
+    if path.exists() and not read_manifest(path).shards:
+        # A capture that failed before its first shard left nothing worth keeping: the same
+        # command run again (with or without --resume, same settings or not) starts afresh.
+        log.info("%s holds an empty capture; starting afresh", root)
+    elif path.exists():
         if not resume:
             raise SaescopeError(
                 f"{root} already holds a capture; pass --resume to continue it, or choose "
@@ -122,8 +171,6 @@ def _start_journal(root: Path, rank: Rank, fresh: Manifest, resume: bool) -> Man
             )
         log.info("resuming %s: %d shards, %s rows done", root, len(old.shards), f"{old.rows:,}")
         return replace(old, tokens=fresh.tokens, complete=False)
-    if root.exists() and any(root.iterdir()) and not (root / "shards").exists():
-        raise SaescopeError(f"{root} exists, is not empty and is not a saescope cache")
     (root / "shards").mkdir(parents=True, exist_ok=True)
     save_manifest(path, fresh)
     return fresh
@@ -168,6 +215,7 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
     done_rows = journal.rows
     done_contexts = journal.shards[-1].contexts_done if journal.shards else 0
     contexts = _contexts(corpus, model, context, rank, done_contexts)
+    skip_rows = _rows_already_kept(root, rank, journal, done_contexts)
     pending: list[dict[str, Tensor]] = []
     pending_rows = 0
     with progress_bar("tok", disable=not job.progress or rank.rank != 0) as bar:
@@ -184,16 +232,17 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
                 )
                 break
             rows = _forward(model, sites, batch, exclude, store_dtype)
+            if skip_rows:  # the start of the first context is in the last shard already
+                rows, skip_rows = {k: v[skip_rows:] for k, v in rows.items()}, 0
             pending.append(rows)
             pending_rows += len(rows["tokens"])
             done_contexts += len(batch)
             bar.update(task, completed=min(done_rows + pending_rows, target))
             if pending_rows >= job.shard_rows or done_rows + pending_rows >= target:
-                shard = _join(pending, limit=target - done_rows)
-                journal = _write(root, rank, journal, shard, done_contexts)
+                journal = _write_pending(job, journal, pending, done_rows, done_contexts)
                 done_rows, pending, pending_rows = journal.rows, [], 0
         if pending:
-            journal = _write(root, rank, journal, _join(pending, target - done_rows), done_contexts)
+            journal = _write_pending(job, journal, pending, done_rows, done_contexts)
     if journal.rows == 0:
         raise SaescopeError(
             f"corpus {corpus.name!r} yielded no tokens: it is shorter than one context of "
@@ -224,8 +273,47 @@ def _forward(
     return rows
 
 
-def _join(parts: list[dict[str, Tensor]], limit: int) -> dict[str, Tensor]:
-    return {key: torch.cat([p[key] for p in parts])[:limit] for key in parts[0]}
+def _write_pending(
+    job: _Job,
+    journal: Manifest,
+    pending: list[dict[str, Tensor]],
+    done_rows: int,
+    done_contexts: int,
+) -> Manifest:
+    """Write the pending rows, cut at the target, as one shard.
+
+    If the cut falls inside a context, that context and those after it are not done: the shard
+    records as done only the contexts before the first row it drops, and a resume with a larger
+    target takes up the cut context again (``_rows_already_kept`` skips its rows written here).
+    """
+    whole = {key: torch.cat([p[key] for p in pending]) for key in pending[0]}
+    limit = job.target - done_rows
+    if len(whole["tokens"]) > limit:
+        first_dropped = int(whole["context"][limit])  # global context index
+        done_contexts = _local(first_dropped, job.rank)
+        whole = {key: value[:limit] for key, value in whole.items()}
+    return _write(job.root, job.rank, journal, whole, done_contexts)
+
+
+def _local(context: int, rank: Rank) -> int:
+    """This rank's count of contexts before global context ``context`` (one of its own)."""
+    return (context - rank.rank) // rank.world_size
+
+
+def _rows_already_kept(root: Path, rank: Rank, journal: Manifest, done_contexts: int) -> int:
+    """Rows of the next context to capture that the last shard holds (it was cut mid-context)."""
+    mine = [s for s in journal.shards if s.rank == rank.rank]
+    if not mine:
+        return 0
+    path = root / mine[-1].file
+    header, data_start = read_header(path)
+    meta = header["context"]
+    start, end = meta["data_offsets"]
+    with path.open("rb") as handle:
+        handle.seek(data_start + start)
+        contexts = torch.frombuffer(bytearray(handle.read(end - start)), dtype=torch.int64)
+    following = rank.rank + done_contexts * rank.world_size
+    return int((contexts == following).sum())
 
 
 def _write(

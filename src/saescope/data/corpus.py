@@ -72,7 +72,7 @@ def _read_path(path: Path, text_field: str) -> Iterator[str]:
         for file in files:
             yield from _read_path(file, text_field)
     elif path.suffix == ".txt":
-        yield from split_paragraphs(path.read_text(encoding="utf-8"))
+        yield from split_paragraphs(_read_utf8(path))
     elif path.suffix == ".jsonl":
         yield from _read_jsonl(path, text_field)
     elif path.suffix == ".parquet":
@@ -87,22 +87,39 @@ def split_paragraphs(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SaescopeError(
+            f"corpus file {path} is not UTF-8 (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start}); saescope reads text as UTF-8: convert it, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path} > converted{path.suffix}`"
+        ) from err
+
+
 def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SaescopeError(f"{path}:{lineno} is not valid JSON ({err})") from err
-            if not isinstance(record, dict) or text_field not in record:
-                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise SaescopeError(
-                    f"{path}:{lineno} has no field {text_field!r} (found {keys}); "
-                    "pass --text-field to name the text field"
-                )
-            yield str(record[text_field])
+    for lineno, line in enumerate(_read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise SaescopeError(f"{path}:{lineno} is not valid JSON ({err})") from err
+        if not isinstance(record, dict) or text_field not in record:
+            keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+            raise SaescopeError(
+                f"{path}:{lineno} has no field {text_field!r} (found {keys}); "
+                "pass --text-field to name the text field"
+            )
+        text = record[text_field]
+        if not isinstance(text, str):
+            # str() would turn null into the text "None" and a number into digits.
+            raise SaescopeError(
+                f"{path}:{lineno}: field {text_field!r} is {json.dumps(text)[:40]}, expected a "
+                "string; fix or drop that line, or pass --text-field to name the text field"
+            )
+        yield text
 
 
 def _read_parquet(path: Path, text_field: str) -> Iterator[str]:
