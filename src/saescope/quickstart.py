@@ -25,6 +25,7 @@ from saescope.models.loading import cpu_has_fast_bf16
 from saescope.pipeline import SAESpec, TrainedSAE, evaluate_saes, train_from_cache
 from saescope.sae import load_sae
 from saescope.train import TrainConfig
+from saescope.train.checkpoint import has_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def run_quickstart(
             tokens=epochs * train_rows,
             encoder_dtype="bfloat16" if cpu_has_fast_bf16() else "float32",
         )
-        resume = (sae_dir / "checkpoint" / "checkpoint.json").exists()
+        resume = has_checkpoint(sae_dir / "checkpoint")
         [trained] = train_from_cache(
             cache_dir, out / "saes", [spec], cfg, holdout_rows=HOLDOUT_ROWS, resume=resume
         )
