@@ -235,3 +235,13 @@ def test_resume_refuses_other_settings_and_names_them(tmp_path) -> None:
     fit([free], DATA.batches(10, B), tmp_path, resume=True, progress=False)
     saved = json.loads((tmp_path / "topk" / "config.json").read_text())
     assert saved["train"]["checkpoint_every"] == 2 and saved["train"]["log_every"] == 7
+
+
+def test_a_checkpoint_missing_a_part_is_refused(tmp_path) -> None:
+    fit([trainer(checkpoint_every=5)], DATA.batches(10, B), tmp_path, progress=False)
+    directory = tmp_path / "topk" / "checkpoint"
+    tensors, state = ckpt.load_checkpoint(directory)
+    del tensors["generator"]
+    ckpt.save_checkpoint(directory, tensors, state)
+    with pytest.raises(SaescopeError, match=r"lacks \['generator'\]"):
+        fit([trainer(checkpoint_every=5)], DATA.batches(10, B), tmp_path, resume=True)
