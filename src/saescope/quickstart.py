@@ -24,6 +24,7 @@ from saescope.evaluate.run import evaluate_saes
 from saescope.models import DEFAULT_MODEL, LanguageModel, load_model
 from saescope.recipes import SAESpec, TrainedSAE, train_saes
 from saescope.sae import load_sae
+from saescope.train.checkpoint import has_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def run_quickstart(
             epochs=epochs,
             holdout_rows=HOLDOUT_ROWS,
             device="cpu",  # encoder dtype auto: bf16 where this CPU runs it natively
-            resume=(sae_dir / "checkpoint" / "checkpoint.json").exists(),
+            resume=has_checkpoint(sae_dir / "checkpoint"),
         )
     log.info("[3/5] evaluate %s (spliced loss on %s tokens)", spec.name, f"{LOSS_TOKENS:,}")
     model = load_model(DEFAULT_MODEL)

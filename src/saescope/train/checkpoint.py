@@ -1,4 +1,10 @@
-"""Checkpoints without pickle: tensors in safetensors, everything else in JSON, written atomically."""
+"""Checkpoints without pickle: one safetensors file, its JSON state in the file's metadata.
+
+One file written by one atomic rename is one unit: a kill at any moment leaves the previous
+checkpoint or the new one, never tensors from one step with the step counter of another.
+The older two-file layout (``checkpoint.safetensors`` then ``checkpoint.json``) is still read,
+and refused when its two files disagree (a kill between the two writes).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 from torch import Tensor
@@ -15,29 +22,74 @@ from saescope.errors import SaescopeError
 from saescope.train.optim import Adam
 
 TENSORS = "checkpoint.safetensors"
-STATE = "checkpoint.json"
+LEGACY_STATE = "checkpoint.json"
+"""The state file of the two-file layout; read, never written."""
+METADATA_KEY = "saescope.checkpoint"
+"""The safetensors metadata key that holds the JSON state."""
+
+
+def has_checkpoint(directory: Path) -> bool:
+    """Whether ``directory`` holds a checkpoint (complete or not: ``load_checkpoint`` decides)."""
+    return (directory / TENSORS).exists() or (directory / LEGACY_STATE).exists()
 
 
 def save_checkpoint(directory: Path, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
-    """Write tensors first, then the JSON that marks the checkpoint complete."""
+    """Write the tensors with ``state`` in the same file, by one atomic rename."""
     directory.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    write_atomic(directory / TENSORS, safetensors.torch.save(flat))
-    write_atomic(directory / STATE, json.dumps(state, indent=1).encode())
+    data = safetensors.torch.save(flat, metadata={METADATA_KEY: json.dumps(state)})
+    write_atomic(directory / TENSORS, data)
+    # A two-file checkpoint continued by this version: its json is stale now, and the state
+    # inside the tensors' file wins if a kill leaves it behind.
+    (directory / LEGACY_STATE).unlink(missing_ok=True)
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-    """The last complete checkpoint in ``directory``, or None if there is none."""
-    if not (directory / STATE).exists():
+    """The checkpoint in ``directory`` as (tensors, state), or None if there is none.
+
+    Raises SaescopeError for a damaged one, or a two-file one whose parts disagree.
+    """
+    if not has_checkpoint(directory):
         return None
+    path = directory / TENSORS
+    if not path.exists():
+        raise _damaged(directory, f"{LEGACY_STATE} has no {TENSORS} beside it")
     try:
-        state = json.loads((directory / STATE).read_text())
-        tensors = safetensors.torch.load_file(directory / TENSORS)
-    except Exception as err:  # json / safetensors errors: a damaged checkpoint
-        raise SaescopeError(
-            f"checkpoint in {directory} is damaged ({err}); delete it to start over"
-        ) from err
+        with safetensors.safe_open(path, "pt") as f:
+            embedded = (f.metadata() or {}).get(METADATA_KEY)
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
+        if embedded is not None:
+            state = json.loads(embedded)
+        elif (directory / LEGACY_STATE).exists():
+            state = json.loads((directory / LEGACY_STATE).read_text())
+        else:
+            raise _damaged(directory, f"{TENSORS} has no state and there is no {LEGACY_STATE}")
+    except SaescopeError:
+        raise
+    except Exception as err:  # json / safetensors errors: a damaged file
+        raise _damaged(directory, str(err)) from err
+    _check_steps(directory, tensors, state)
     return tensors, state
+
+
+def _check_steps(directory: Path, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
+    """Every Adam moment was stepped once per training step: its counter must be ``step``."""
+    if not isinstance(state.get("step"), int):
+        raise _damaged(directory, f"its state has no integer 'step' ({state})")
+    counters = {int(v) for k, v in tensors.items() if k.startswith("opt.") and k.endswith(".step")}
+    expected = {state["step"]} if state["step"] else set()  # no optimizer state before step 1
+    if counters != expected:
+        raise _damaged(
+            directory,
+            f"its state says step {state['step']}, its optimizer tensors were stepped "
+            f"{sorted(counters)} times (a kill between the two files of the old layout?)",
+        )
+
+
+def _damaged(directory: Path, why: str) -> SaescopeError:
+    return SaescopeError(
+        f"checkpoint in {directory} is damaged: {why}; delete {directory} to start over"
+    )
 
 
 def optimizer_tensors(optimizer: Adam) -> dict[str, Tensor]:

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from saescope.errors import SaescopeError
 
 DeadMethod = Literal["auxk", "resample", "ghost", "none"]
+EncoderDtype = Literal["float32", "bfloat16"]
+DecoderNorm = Literal["unit", "at_most_one"]
+
+
+def _check(ok: bool, name: str, expected: str, value: object) -> None:
+    if not ok:
+        raise SaescopeError(f"{name} must be {expected}, got {value!r}")
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _count(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 @dataclass(frozen=True)
@@ -26,6 +42,29 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     """Max gradient norm; None disables clipping."""
 
+    def __post_init__(self) -> None:
+        lr, clip = self.lr, self.grad_clip
+        _check(lr is None or (_finite(lr) and lr > 0), "lr", "a finite number > 0 (or None)", lr)
+        _check(
+            len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas),
+            "betas",
+            "two numbers in [0, 1) (beta1, beta2)",
+            self.betas,
+        )
+        _check(_count(self.warmup_steps, 0), "warmup_steps", "an integer >= 0", self.warmup_steps)
+        _check(
+            _finite(self.decay_start) and 0 < self.decay_start <= 1,
+            "decay_start",
+            "in (0, 1]",
+            self.decay_start,
+        )
+        _check(
+            clip is None or (_finite(clip) and clip > 0),
+            "grad_clip",
+            "a finite number > 0 (or None)",
+            clip,
+        )
+
 
 @dataclass(frozen=True)
 class SparsityConfig:
@@ -41,6 +80,15 @@ class SparsityConfig:
     """jumprelu: width of the rectangle kernel of the straight-through estimator."""
     threshold_lr: float = 0.01
     """batchtopk: EMA rate of the inference threshold (min selected pre-activation)."""
+
+    def __post_init__(self) -> None:
+        for name in ("l1_coef", "l0_coef"):
+            value = getattr(self, name)
+            _check(_finite(value) and value >= 0, name, "a finite number >= 0", value)
+        w, bw, rate = self.l1_warmup, self.bandwidth, self.threshold_lr
+        _check(_finite(w) and 0 <= w <= 1, "l1_warmup", "in [0, 1]", w)
+        _check(_finite(bw) and bw > 0, "bandwidth", "a finite number > 0", bw)
+        _check(_finite(rate) and 0 < rate <= 1, "threshold_lr", "in (0, 1]", rate)
 
 
 @dataclass(frozen=True)
@@ -58,6 +106,23 @@ class DeadConfig:
     resample_every: int = 2_000
     """resample: steps between resamplings."""
 
+    def __post_init__(self) -> None:
+        methods = get_args(DeadMethod)
+        _check(
+            self.method is None or self.method in methods,
+            "dead method",
+            f"one of {methods}",
+            self.method,
+        )
+        for name in ("window_tokens", "aux_k"):
+            value = getattr(self, name)
+            _check(value is None or _count(value, 1), name, "an integer >= 1 (or None)", value)
+        coef = self.aux_coef
+        _check(_finite(coef) and coef >= 0, "aux_coef", "a finite number >= 0", coef)
+        _check(
+            _count(self.resample_every, 1), "resample_every", "an integer >= 1", self.resample_every
+        )
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -73,10 +138,10 @@ class TrainConfig:
     """Scale inputs so that E||x|| = sqrt(d_in); folded into the weights when saving."""
     init_rows: int = 16_384
     """Rows used to estimate the scale and the geometric median that initialises b_dec."""
-    encoder_dtype: Literal["float32", "bfloat16"] = "float32"
+    encoder_dtype: EncoderDtype = "float32"
     """dtype of the dense encoder matmul that selects latents (bf16 is ~4x faster on CPUs
     with AVX512-BF16 and GPUs); gradients are always computed in float32."""
-    decoder_norm: Literal["unit", "at_most_one"] = "unit"
+    decoder_norm: DecoderNorm = "unit"
     """Decoder rows kept at norm 1 (the radial gradient component removed before each step), or
     only projected back when they grow past 1. Ignored for relu, whose L1 penalty is weighted by
     decoder norms instead."""
@@ -88,12 +153,29 @@ class TrainConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
+        _check(_count(self.batch_size, 1), "batch_size", "an integer >= 1", self.batch_size)
+        _check(_count(self.tokens, 1), "tokens", "an integer >= 1", self.tokens)
         if self.tokens < self.batch_size:
             raise SaescopeError(
                 f"tokens ({self.tokens}) must be at least one batch ({self.batch_size})"
             )
-        if not 0 < self.optim.decay_start <= 1:
-            raise SaescopeError(f"decay_start must be in (0, 1], got {self.optim.decay_start}")
+        _check(_count(self.init_rows, 1), "init_rows", "an integer >= 1", self.init_rows)
+        _check(_count(self.seed, 0), "seed", "an integer >= 0", self.seed)
+        for name in ("checkpoint_every", "log_every"):
+            least = 0 if name == "checkpoint_every" else 1
+            _check(
+                _count(getattr(self, name), least),
+                name,
+                f"an integer >= {least}",
+                getattr(self, name),
+            )
+        for name, kind in (("encoder_dtype", EncoderDtype), ("decoder_norm", DecoderNorm)):
+            _check(
+                getattr(self, name) in get_args(kind),
+                name,
+                f"one of {get_args(kind)}",
+                getattr(self, name),
+            )
 
     @property
     def steps(self) -> int:

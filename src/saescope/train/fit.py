@@ -3,8 +3,13 @@
 Run directory, per SAE ``<run>/<name>/``: ``config.json`` (SAE and training config),
 ``metrics.jsonl``, ``checkpoint/`` (replaced atomically every ``checkpoint_every`` steps) and,
 at the end, the SAE itself (``cfg.json``, ``sae_weights.safetensors``, ``sparsity.safetensors``).
-Resuming skips the batches already trained on, so a deterministic batch iterator (the cache's,
-with its seed) gives the same final weights as an uninterrupted run.
+
+A step is one batch trained on; a batch of the wrong size (an epoch's ragged last) is skipped
+without using up a step. The checkpoint stores both the step and how many batches were drawn
+from the stream, so resuming skips exactly the batches seen before (trained on or skipped), and a
+deterministic batch iterator (the cache's, with its seed) gives the same final weights as an
+uninterrupted run. A resume must use the settings the run was started with (see
+``FREE_ON_RESUME``), and drops the metrics logged after its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from saescope._files import write_atomic
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, save_sae
@@ -27,6 +34,10 @@ from saescope.train.loggers import Tracker, make_tracker
 from saescope.train.trainer import SAETrainer
 
 log = logging.getLogger(__name__)
+
+FREE_ON_RESUME = frozenset({"train.checkpoint_every", "train.log_every"})
+"""config.json fields a resume may change: they decide when state is written, not what it is.
+Every other field (the SAE's, the seed, lr, tokens, batch size, ...) must match the saved one."""
 
 
 def fit(
@@ -45,16 +56,19 @@ def fit(
     _check_sweep(trainers)
     cfg, rank = trainers[0].cfg, trainers[0].rank
     root = Path(run_dir) if run_dir is not None else None
-    start = _restore(trainers, root) if resume and root is not None else 0
-    if root is not None and not resume:
+    resumed, drawn = resume and root is not None, 0
+    if root is not None and resume:
+        drawn = _resume(trainers, root, write=rank.rank == 0)
+    elif root is not None:
         _start_run(trainers, root, write=rank.rank == 0)
     if rank.rank != 0:
         root, progress = None, False  # under torchrun only rank 0 writes and draws
     trackers = [make_tracker(kind, root, _configs(trainers)) for kind in log_to] if root else []
+    start = trainers[0].step_count
     stream = iter(batches)
-    if start:
-        log.info("resuming at step %d: skipping %d batches already trained on", start, start)
-        stream = itertools.islice(stream, start, None)
+    if resumed:
+        log.info("resuming at step %d: skipping the %d batches drawn before", start, drawn)
+        stream = itertools.islice(stream, drawn, None)
     else:
         stream = _initialise(trainers, stream, -(-cfg.init_rows // rank.world_size))
     with progress_bar("tok", disable=not progress) as bar:
@@ -64,19 +78,11 @@ def fit(
             total=cfg.steps * cfg.batch_size * world,
             completed=start * cfg.batch_size * world,
         )
-        last, last_step = time.perf_counter(), start
-        for step, x in zip(range(start, cfg.steps), stream, strict=False):
-            if len(x) != cfg.batch_size:
-                continue  # a ragged last batch of an epoch: skip rather than bias the step
-            metrics = [t.step(x) for t in trainers]
-            bar.update(task, advance=len(x) * world, description=_describe(metrics[0]))
-            if root is not None and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
-                now = time.perf_counter()
-                rate = (step + 1 - last_step) * cfg.batch_size * world / (now - last)
-                _log(trainers, metrics, root, rate, trackers)
-                last, last_step = now, step + 1
-            if root is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-                _checkpoint(trainers, root)
+
+        def advance(metrics: dict[str, float]) -> None:
+            bar.update(task, advance=cfg.batch_size * world, description=_describe(metrics))
+
+        drawn = _train(trainers, stream, drawn, root, trackers, advance)
     for tracker in trackers:
         tracker.close()
     done = trainers[0].step_count
@@ -84,7 +90,7 @@ def fit(
         log.warning("the data ran out after %d of %d steps", done, cfg.steps)
     saes = [t.export() for t in trainers]
     if root is not None:
-        _checkpoint(trainers, root)  # the final state: --resume of a finished run is a no-op
+        _checkpoint(trainers, root, drawn)  # the final state: --resume of a finished run is a no-op
         for trainer, sae in zip(trainers, saes, strict=True):
             save_sae(sae, root / trainer.name, trainer.log10_density())
     return saes
@@ -128,6 +134,40 @@ def _initialise(
     return itertools.chain(head, stream)
 
 
+def _train(
+    trainers: list[SAETrainer],
+    stream: Iterator[Tensor],
+    drawn: int,
+    root: Path | None,
+    trackers: list[Tracker],
+    advance: Callable[[dict[str, float]], None],
+) -> int:
+    """Step until ``cfg.steps`` or the end of ``stream``; returns the batches drawn in all."""
+    cfg, world = trainers[0].cfg, trainers[0].rank.world_size
+    last, last_step = time.perf_counter(), trainers[0].step_count
+    while trainers[0].step_count < cfg.steps:  # checked first: never draw a batch not used
+        x = next(stream, None)
+        if x is None:
+            break
+        drawn += 1
+        if len(x) != cfg.batch_size:
+            log.debug("skipping a batch of %d rows (batch size %d)", len(x), cfg.batch_size)
+            continue  # a ragged batch (an epoch's last): skipped rather than bias the step
+        metrics = [t.step(x) for t in trainers]
+        advance(metrics[0])
+        step = trainers[0].step_count
+        if root is None:
+            continue
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            rate = (step - last_step) * cfg.batch_size * world / (now - last)
+            _log(trainers, metrics, root, rate, trackers)
+            last, last_step = now, step
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            _checkpoint(trainers, root, drawn)  # (the last step's is fit's final checkpoint)
+    return drawn
+
+
 def _describe(m: dict[str, float]) -> str:
     return f"fvu {m['fvu']:.3f} L0 {m['l0']:.0f} dead {m['dead']:.0%}"
 
@@ -135,7 +175,7 @@ def _describe(m: dict[str, float]) -> str:
 def _start_run(trainers: list[SAETrainer], root: Path, write: bool) -> None:
     for trainer in trainers:
         directory = root / trainer.name
-        if (directory / "checkpoint" / ckpt.STATE).exists():
+        if ckpt.has_checkpoint(directory / "checkpoint"):
             raise SaescopeError(
                 f"{directory} holds a checkpoint; pass --resume to continue it, or choose "
                 "another output directory"
@@ -144,7 +184,7 @@ def _start_run(trainers: list[SAETrainer], root: Path, write: bool) -> None:
             continue
         directory.mkdir(parents=True, exist_ok=True)
         config = _configs([trainer])[trainer.name]
-        (directory / "config.json").write_text(json.dumps(config, indent=1))
+        write_atomic(directory / "config.json", json.dumps(config, indent=1).encode())
         (directory / "metrics.jsonl").write_text("")
 
 
@@ -173,20 +213,83 @@ def _log(
             tracker.log(trainer.name, trainer.step_count, record)
 
 
-def _checkpoint(trainers: list[SAETrainer], root: Path) -> None:
+def _checkpoint(trainers: list[SAETrainer], root: Path, drawn: int) -> None:
     for trainer in trainers:
         tensors, state = trainer.checkpoint_state()
+        state = {**state, "batches": drawn}  # the stream position, ragged batches included
         ckpt.save_checkpoint(root / trainer.name / "checkpoint", tensors, state)
 
 
-def _restore(trainers: list[SAETrainer], root: Path) -> int:
-    steps = set()
+def _resume(trainers: list[SAETrainer], root: Path, write: bool) -> int:
+    """Restore every trainer from its checkpoint; returns the batches drawn before it."""
+    positions = set()
     for trainer in trainers:
-        found = ckpt.load_checkpoint(root / trainer.name / "checkpoint")
+        directory = root / trainer.name
+        found = ckpt.load_checkpoint(directory / "checkpoint")
         if found is None:
-            raise SaescopeError(f"nothing to resume: {root / trainer.name} holds no checkpoint")
-        trainer.restore(*found)
-        steps.add(trainer.step_count)
-    if len(steps) != 1:
-        raise SaescopeError(f"the SAEs' checkpoints are at different steps {sorted(steps)}")
-    return steps.pop()
+            raise SaescopeError(f"nothing to resume: {directory} holds no checkpoint")
+        _check_settings(trainer, directory)
+        tensors, state = found
+        trainer.restore(tensors, state)
+        # A checkpoint from before the stream position was stored: every batch drawn was trained.
+        positions.add((trainer.step_count, int(state.get("batches", trainer.step_count))))
+    if len(positions) != 1:
+        raise SaescopeError(
+            f"the SAEs' checkpoints in {root} are at different (step, batches) {sorted(positions)}"
+        )
+    step, drawn = positions.pop()
+    if write:
+        for trainer in trainers:
+            _drop_metrics_after(root / trainer.name / "metrics.jsonl", step)
+            config = _configs([trainer])[trainer.name]  # with the free fields' new values
+            write_atomic(root / trainer.name / "config.json", json.dumps(config, indent=1).encode())
+    return drawn
+
+
+def _check_settings(trainer: SAETrainer, directory: Path) -> None:
+    """Refuse to continue a run with other settings than it was started with."""
+    path = directory / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SaescopeError(
+            f"cannot resume {directory}: its settings in {path} are unreadable ({err}); "
+            "delete the directory to start over"
+        ) from err
+    given = json.loads(json.dumps(_configs([trainer])[trainer.name]))  # tuples as JSON lists
+    diff = _differences(saved, given)
+    if diff:
+        raise SaescopeError(
+            f"cannot resume {directory}: it was started with other settings ("
+            + "; ".join(diff)
+            + "); resume with the original arguments or train into another output directory"
+        )
+
+
+def _differences(saved: Any, given: Any, name: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(given, dict):
+        out = []
+        for key in sorted(saved.keys() | given.keys()):
+            missing = "(absent)"
+            out += _differences(
+                saved.get(key, missing), given.get(key, missing), f"{name}.{key}" if name else key
+            )
+        return out
+    if saved == given or name in FREE_ON_RESUME:
+        return []
+    return [f"{name}: saved {saved!r}, given {given!r}"]
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Keep the records up to the checkpoint's step: the resumed run logs the later ones again."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by the kill
+        if record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    write_atomic(path, "".join(kept).encode())

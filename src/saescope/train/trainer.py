@@ -162,6 +162,14 @@ class SAETrainer:
         return tensors, state
 
     def restore(self, tensors: dict[str, Tensor], state: dict[str, Any]) -> None:
+        """Load what ``checkpoint_state`` saved; a checkpoint missing a part is refused."""
+        missing = [k for k in ("tracker.since", "tracker.counts", "generator") if k not in tensors]
+        missing += [k for k in ("step", "scale", "variance", "tokens") if k not in state]
+        if missing:
+            raise SaescopeError(
+                f"{self.name}: the checkpoint lacks {missing}; it is not one saescope wrote, "
+                "or is damaged: delete it to start over"
+            )
         self.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
         ckpt.load_optimizer_tensors(self.optimizer, tensors)
         self.tracker.load_state_dict(
