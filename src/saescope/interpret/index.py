@@ -121,6 +121,10 @@ def _device(source: FeatureSource) -> torch.device:
 def check_finite(batch: Batch, acts: Tensor, meta: dict[str, Any]) -> None:
     """Refuse a batch with a NaN or infinite activation, naming the first one's context and
     position: an SAE encodes NaN into garbage (or nothing) and the index would look fine."""
+    # One reduction first (a NaN or inf anywhere makes the sum non-finite); the per-row pass
+    # runs only then, and returns if the sum merely overflowed.
+    if bool(torch.isfinite(acts.sum(dtype=torch.float32))):
+        return
     finite = torch.isfinite(acts).all(dim=1)  # (N,)
     if bool(finite.all()):
         return
