@@ -7,7 +7,8 @@
 The pass checkpoints its state to ``INDEX.partial/state.safetensors`` every minute, the tensors
 and the cursor (in the file's metadata) in one atomic write; ``resume=True`` continues from there
 (the state records what it was built from and refuses to continue another build). Every batch is
-checked finite before it is encoded: a NaN stops the build, naming its context and position.
+checked finite before it is encoded: a NaN or inf stops the build, naming its context and
+position, before the index is written.
 """
 
 from __future__ import annotations
