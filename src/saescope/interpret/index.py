@@ -4,8 +4,11 @@
     for batch in batches: state.update(batch, source.encode(batch.acts))
     write: statistics + examples + logit attribution + neighbours (+ neurons) -> INDEX
 
-The pass checkpoints its state to ``INDEX.partial/`` every minute; ``resume=True`` continues
-from there (the index records what it was built from and refuses to continue another build).
+The pass checkpoints its state to ``INDEX.partial/state.safetensors`` every minute, the tensors
+and the cursor (in the file's metadata) in one atomic write; ``resume=True`` continues from there
+(the state records what it was built from and refuses to continue another build). Every batch is
+checked finite before it is encoded: a NaN or inf stops the build, naming its context and
+position, before the index is written.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 from torch import Tensor
 
+from saescope._files import write_atomic
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.interpret.collect import Batch, CollectConfig, FeatureCollector
@@ -32,6 +37,12 @@ from saescope.interpret.write import write_index
 from saescope.models import LanguageModel
 
 log = logging.getLogger(__name__)
+
+
+STATE_FILE = "state.safetensors"
+"""In ``partial_dir(out)``: the collector's tensors, with the build's JSON meta and cursor under
+the ``saescope.index_state`` metadata key."""
+STATE_KEY = "saescope.index_state"
 
 
 def partial_dir(out: Path) -> Path:
@@ -85,7 +96,9 @@ def build_index(
         for batch, cursor in batches(start):
             if collector.tokens_seen >= tokens:
                 break
-            collector.update(batch, source.encode(batch.acts.to(_device(source))))
+            acts = batch.acts.to(_device(source))  # (N, d)
+            check_finite(batch, acts, meta)
+            collector.update(batch, source.encode(acts))
             bar.update(task, completed=min(collector.tokens_seen, tokens))
             if time.monotonic() - last_save > checkpoint_seconds:
                 save_state(out, collector, meta | {"cursor": cursor})
@@ -106,28 +119,70 @@ def _device(source: FeatureSource) -> torch.device:
     return source.sae.W_enc.device if source.sae is not None else torch.device("cpu")
 
 
+def check_finite(batch: Batch, acts: Tensor, meta: dict[str, Any]) -> None:
+    """Refuse a batch with a NaN or infinite activation, naming the first one's context and
+    position: an SAE encodes NaN into garbage (or nothing) and the index would look fine."""
+    # One reduction first (a NaN or inf anywhere makes the sum non-finite); the per-row pass
+    # runs only then, and returns if the sum merely overflowed.
+    if bool(torch.isfinite(acts.sum(dtype=torch.float32))):
+        return
+    finite = torch.isfinite(acts).all(dim=1)  # (N,)
+    if bool(finite.all()):
+        return
+    row = int(torch.nonzero(~finite)[0])
+    bad = int((~finite).sum())
+    context = int(batch.contexts[batch.row_context[row]])
+    position = int(batch.row_position[row])
+    value = float(acts[row][~torch.isfinite(acts[row])][0])
+    origin = meta.get("activations") or f"the model {meta.get('model')} run live"
+    hint = (
+        "recapture that cache, or index the model live"
+        if meta.get("activations")
+        else "the model overflows in its dtype there: run it in float32 (--dtype fp32)"
+    )
+    raise SaescopeError(
+        f"activation {value} at {meta.get('site')}, context {context} position {position} of "
+        f"{origin} ({bad} non-finite row(s) in this batch of {len(acts)}); no index was "
+        f"written: {hint}"
+    )
+
+
 def save_state(out: Path, collector: FeatureCollector, meta: dict[str, Any]) -> None:
-    """Write the pass's state atomically: a killed process leaves the previous one intact."""
+    """Write the pass's state (tensors, and ``meta`` with the cursor) as one file atomically:
+    a killed process leaves the previous state whole, never new counts with an old cursor."""
     folder = partial_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "state.tmp"
-    save_file({k: v.contiguous() for k, v in collector.state().items()}, str(tmp))
-    (folder / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
-    tmp.replace(folder / "state.safetensors")
-    (folder / "meta.json.tmp").replace(folder / "meta.json")
+    tensors = {k: v.contiguous() for k, v in collector.state().items()}
+    data = save(tensors, metadata={STATE_KEY: json.dumps(meta)})
+    write_atomic(folder / STATE_FILE, data)
 
 
 def load_state(out: Path, meta: dict[str, Any]) -> tuple[dict[str, Tensor], int] | None:
     """The saved state of an interrupted build of ``out`` and its cursor, or None if there is
-    none; an error if it was building something else."""
+    none; an error if it was building something else or cannot be read."""
     folder = partial_dir(out)
-    if not (folder / "meta.json").is_file():
+    path = folder / STATE_FILE
+    if (folder / "meta.json").exists():
+        # saescope before index format 2 wrote the cursor beside the tensors with two renames,
+        # so the two files may be from different checkpoints: nothing can tell.
+        raise SaescopeError(
+            f"{folder} holds an interrupted build in the old two-file layout (meta.json beside "
+            f"{STATE_FILE}), whose parts may disagree; delete {folder} and build again"
+        )
+    if not path.is_file():
         return None
-    saved = json.loads((folder / "meta.json").read_text())
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            saved = json.loads((f.metadata() or {})[STATE_KEY])
+        state = load_file(str(path))
+    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as e:
+        raise SaescopeError(
+            f"{path} is not a readable index-build state ({e}); delete {folder} to start over"
+        ) from e
     for key, value in meta.items():
         if saved.get(key) != json.loads(json.dumps(value)):
             raise SaescopeError(
                 f"the interrupted build in {folder} was made with {key}={saved.get(key)!r}, "
                 f"this one has {value!r}; delete {folder} to start over"
             )
-    return load_file(str(folder / "state.safetensors")), int(saved["cursor"])
+    return state, int(saved["cursor"])

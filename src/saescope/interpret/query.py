@@ -27,8 +27,8 @@ class FeatureRecord:
     max_activation: float
     histogram: np.ndarray
     """(bins,) counts of log10 activation over ``FeatureIndex.histogram_edges``."""
-    top_tokens: str
-    """The tokens its top examples peak on, most common first."""
+    peaks: list[tuple[str, int]]
+    """(token, how many top examples peak on it), most common first."""
     top: list[Example]
     """The contexts where it is largest, largest first."""
     samples: list[tuple[int, Example]]
@@ -44,6 +44,11 @@ class FeatureRecord:
     explanation: str | None = None
 
     @property
+    def top_tokens(self) -> str:
+        """The commonest peak tokens for display: ``' sea'×12, ' ocean'×3``."""
+        return peaks_text(self.peaks)
+
+    @property
     def description(self) -> str:
         return self.explanation or self.top_tokens
 
@@ -52,8 +57,27 @@ class FeatureRecord:
 class SearchHit:
     feature: int
     score: float
-    top_tokens: str
+    peaks: list[tuple[str, int]]
+    """(token, count) its top examples peak on, most common first (``FeatureRecord.peaks``)."""
     density: float
+
+    @property
+    def top_tokens(self) -> str:
+        return peaks_text(self.peaks)
+
+
+SHOWN_PEAKS = 3
+"""Peak tokens in a feature's short description, and the ones a search matches at the peak."""
+
+
+def peaks_text(peaks: list[tuple[str, int]], shown: int = SHOWN_PEAKS) -> str:
+    """``' sea'×12, ' ocean'×3``: the first ``shown`` (token, count) pairs (repr shows spaces)."""
+    return ", ".join(f"{token!r}×{count}" for token, count in peaks[:shown])
+
+
+def _like(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it literally (``%`` and ``_`` escaped by ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class FeatureIndex:
@@ -119,8 +143,12 @@ class FeatureIndex:
 
     def feature(self, feature: int) -> FeatureRecord:
         f = self.check(feature)
-        row = self.db.execute("SELECT * FROM features WHERE feature = ?", (f,)).fetchone()
-        _, fires, density, mean, peak, hist, top_tokens, _ = row
+        row = self.db.execute(
+            "SELECT fires, density, mean_activation, max_activation, histogram FROM features "
+            "WHERE feature = ?",
+            (f,),
+        ).fetchone()
+        fires, density, mean, peak, hist = row
         logits = self.db.execute(
             "SELECT sign, tokens.text, value FROM logits JOIN tokens ON tokens.id = logits.token "
             "WHERE feature = ? ORDER BY sign DESC, rank",
@@ -137,7 +165,7 @@ class FeatureIndex:
             mean_activation=mean,
             max_activation=peak,
             histogram=np.frombuffer(hist, dtype="<i4"),
-            top_tokens=top_tokens,
+            peaks=self.peaks(f),
             top=[e for _, e in self._examples(f, "top")],
             samples=[(q or 0, e) for q, e in self._examples(f, "sample")],
             zeros=[e for _, e in self._examples(f, "zero")],
@@ -152,49 +180,62 @@ class FeatureIndex:
         rows = self.db.execute(f"{select} WHERE feature = ? ORDER BY rank", (feature,))
         return [(int(a), float(b)) for a, b in rows]
 
+    def peaks(self, feature: int) -> list[tuple[str, int]]:
+        """(token, count): the tokens the feature's top examples peak on, commonest first."""
+        rows = self.db.execute(
+            "SELECT tokens.text, count FROM peaks JOIN tokens ON tokens.id = peaks.token "
+            "WHERE feature = ? ORDER BY rank",
+            (self.check(feature),),
+        )
+        return [(str(text), int(count)) for text, count in rows]
+
     def describe(self, features: list[int]) -> dict[int, str]:
         """A short description of each feature: its explanation if it has one, else the tokens
         its top examples peak on."""
         out: dict[int, str] = {}
         for f in features:
             row = self.db.execute(
-                "SELECT coalesce((SELECT explanation FROM explanations e WHERE e.feature = "
-                "f.feature ORDER BY score DESC LIMIT 1), top_tokens) FROM features f "
-                "WHERE feature = ?",
+                "SELECT explanation FROM explanations WHERE feature = ? ORDER BY score DESC "
+                "LIMIT 1",
                 (self.check(f),),
             ).fetchone()
-            out[f] = row[0]
+            out[f] = row[0] if row else peaks_text(self.peaks(f))
         return out
 
     def search(self, query: str, limit: int = 20) -> list[SearchHit]:
-        """Features whose peak tokens, top-example texts or promoted tokens contain ``query``
-        (case-insensitive), best first: a match at the peak counts most, a whole-token match at
-        the peak (' sea', not ' disease') most of all."""
+        """Features whose peak tokens (the ``SHOWN_PEAKS`` commonest), top-example texts or
+        promoted tokens contain ``query`` (case-insensitive), best first: a match at the peak
+        counts most, a whole-token match at the peak (' sea', not ' disease') most of all."""
         word = query.strip()
         if not word:
             raise SaescopeError("the search query is empty")
-        like = f"%{word}%"
-        scores: dict[int, float] = {}
-        whole = "SELECT feature FROM features WHERE top_tokens LIKE ? OR top_tokens LIKE ?"
-        for (feature,) in self.db.execute(whole, (f"%' {word}'×%", f"%'{word}'×%")):
-            scores[feature] = 10.0
+        like = f"%{_like(word)}%"
+        at_peak = (
+            "SELECT DISTINCT feature, 1 FROM peaks JOIN tokens ON tokens.id = peaks.token "
+            f"WHERE rank < {SHOWN_PEAKS} AND "
+        )
         weighted = (
-            (3.0, "SELECT feature, 1 FROM features WHERE top_tokens LIKE ?"),
-            (1.0, "SELECT feature, count(*) FROM examples WHERE kind = 'top' AND text LIKE ? "
-                  "GROUP BY feature"),
+            # LIKE without wildcards: a case-insensitive whole-token match, with or without
+            # the token's leading space.
+            (10.0, at_peak + "(tokens.text LIKE ? ESCAPE '\\' OR tokens.text LIKE ? ESCAPE '\\')",
+             (_like(word), _like(f" {word}"))),
+            (3.0, at_peak + "tokens.text LIKE ? ESCAPE '\\'", (like,)),
+            (1.0, "SELECT feature, count(*) FROM examples WHERE kind = 'top' "
+                  "AND text LIKE ? ESCAPE '\\' GROUP BY feature", (like,)),
             (2.0, "SELECT feature, count(*) FROM logits JOIN tokens ON tokens.id = logits.token "
-                  "WHERE sign = 1 AND tokens.text LIKE ? GROUP BY feature"),
+                  "WHERE sign = 1 AND tokens.text LIKE ? ESCAPE '\\' GROUP BY feature", (like,)),
         )  # fmt: skip
-        for weight, sql in weighted:
-            for feature, count in self.db.execute(sql, (like,)):
+        scores: dict[int, float] = {}
+        for weight, sql, args in weighted:
+            for feature, count in self.db.execute(sql, args):
                 scores[feature] = scores.get(feature, 0.0) + weight * count
-        best = sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         hits = []
         for feature, score in best:
-            tokens, density = self.db.execute(
-                "SELECT top_tokens, density FROM features WHERE feature = ?", (feature,)
+            (density,) = self.db.execute(
+                "SELECT density FROM features WHERE feature = ?", (feature,)
             ).fetchone()
-            hits.append(SearchHit(feature, score, tokens, density))
+            hits.append(SearchHit(feature, score, self.peaks(feature), density))
         return hits
 
     def consistent_features(
@@ -204,14 +245,17 @@ class FeatureIndex:
         at a glance), within a density range, one per word; punctuation and words shorter than
         ``min_letters`` (mostly function words) are passed over."""
         rows = self.db.execute(
-            "SELECT feature, top_tokens FROM features WHERE density BETWEEN ? AND ? "
-            "AND peak_share >= 0.5 ORDER BY peak_share DESC, max_activation DESC",
+            "SELECT f.feature, tokens.text FROM features f "
+            "JOIN peaks ON peaks.feature = f.feature AND peaks.rank = 0 "
+            "JOIN tokens ON tokens.id = peaks.token "
+            "WHERE density BETWEEN ? AND ? AND peak_share >= 0.5 "
+            "ORDER BY peak_share DESC, max_activation DESC",
             density,
         )
         chosen: list[int] = []
         seen: set[str] = set()
-        for feature, tokens in rows:
-            word = tokens.split("×")[0].strip("'\" ").lower()
+        for feature, text in rows:
+            word = text.strip().lower()
             if word.isalpha() and len(word) >= min_letters and word not in seen:
                 seen.add(word)
                 chosen.append(feature)

@@ -11,8 +11,10 @@ Tables (``feature`` is the latent or neuron index everywhere):
 - ``meta(key, value)``: JSON values: what the index was built from (SAE checksum, model, site,
   dataset, context policy, tokens) and how (format version, window sizes, histogram edges).
 - ``features``: density, firing count, mean and max activation, the log10-activation histogram,
-  ``top_tokens``, a short description from the tokens its top examples peak on, and
-  ``peak_share``, the fraction of them that peak on the commonest one.
+  and ``peak_share``, the fraction of its top examples that peak on the commonest token.
+- ``peaks(feature, rank, token, count)``: the tokens its top examples peak on, each with how many
+  of them do; ``rank`` 0 is the commonest (ties: the one with the larger top example first).
+  Display strings ("' sea'×12, ...") are rendered from these rows when read, never stored.
 - ``examples``: ``kind`` 'top' (largest activation, ``rank`` 0 is the largest), 'sample'
   (uniform among firing contexts, with its ``quantile``), 'zero' (a context where it is silent);
   each a window of ``token_ids`` (int32 little-endian, -2 = outside the context, -1 = a position
@@ -38,7 +40,8 @@ import numpy as np
 
 from saescope.errors import SaescopeError
 
-FORMAT = "saescope.index/1"
+FORMAT = "saescope.index/2"
+"""Version 2 replaced the ``features.top_tokens`` display string by the ``peaks`` table."""
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,9 +52,16 @@ CREATE TABLE features (
     mean_activation REAL,
     max_activation REAL NOT NULL,
     histogram BLOB NOT NULL,  -- int32 LE counts over meta.histogram_log10_edges
-    top_tokens TEXT NOT NULL,
     peak_share REAL NOT NULL  -- fraction of the top examples peaking on the commonest token
 );
+CREATE TABLE peaks (
+    feature INTEGER NOT NULL,
+    rank INTEGER NOT NULL,  -- 0: the token most top examples peak on
+    token INTEGER NOT NULL,  -- tokens.id
+    count INTEGER NOT NULL,  -- how many of the feature's top examples peak on it
+    PRIMARY KEY (feature, rank)
+) WITHOUT ROWID;
+CREATE INDEX peaks_by_token ON peaks (token);
 CREATE TABLE examples (
     feature INTEGER NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('top', 'sample', 'zero')),
@@ -147,5 +157,8 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     if row is None or json.loads(row[0]) != FORMAT:
         db.close()
         found = json.loads(row[0]) if row else None
-        raise SaescopeError(f"{path} holds index format {found!r}; this saescope reads {FORMAT!r}")
+        raise SaescopeError(
+            f"{path} holds index format {found!r}; this saescope reads {FORMAT!r}: rebuild it "
+            "with `saescope index ... --overwrite` (the same arguments as the first build)"
+        )
     return db

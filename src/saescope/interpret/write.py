@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,7 @@ def write_index(
         with db:
             store.write_meta(db, _meta(meta, collector))
             _write_examples(db, collector, text)
-            _write_features(db, collector, text)
+            _write_features(db, collector)
             _write_weights(db, source, model)
             _write_tokens(db, text)
         db.execute("VACUUM")
@@ -139,15 +138,13 @@ def _write_examples(db: Any, collector: FeatureCollector, text: TokenText) -> No
     db.executemany(sql, zeros)
 
 
-def _write_features(db: Any, collector: FeatureCollector, text: TokenText) -> None:
-    peaks = collector.top.tokens[:, :, collector.cfg.before]  # (F, top) token at each peak
-    valid = collector.top.score > float("-inf")
+def _write_features(db: Any, collector: FeatureCollector) -> None:
     tokens = max(collector.tokens_seen, 1)
-    rows = []
-    for f in range(collector.features):
+    rows: list[tuple] = []
+    peaks: list[tuple[int, int, int, int]] = []
+    for f, counted in enumerate(_peak_counts(collector)):
         fires = int(collector.fires[f])
-        peak_tokens = [text(int(t)) for t in peaks[f][valid[f]].tolist()]
-        common = Counter(peak_tokens).most_common(3)
+        firing = sum(count for _, count in counted)
         rows.append(
             (
                 f,
@@ -156,11 +153,27 @@ def _write_features(db: Any, collector: FeatureCollector, text: TokenText) -> No
                 float(collector.act_sum[f]) / fires if fires else None,
                 float(collector.act_max[f]),
                 store.int32_blob(collector.hist[f].numpy()),
-                ", ".join(f"{t!r}×{n}" for t, n in common),
-                common[0][1] / len(peak_tokens) if common else 0.0,
+                counted[0][1] / firing if counted else 0.0,
             )
         )
-    db.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        peaks.extend((f, rank, token, count) for rank, (token, count) in enumerate(counted))
+    db.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO peaks VALUES (?, ?, ?, ?)", peaks)
+
+
+def _peak_counts(collector: FeatureCollector) -> Iterator[list[tuple[int, int]]]:
+    """Per feature, (token id, how many top examples peak on it), commonest first; among equal
+    counts the token of the larger top example first (slot order is arbitrary, so never that)."""
+    peak = collector.top.tokens[:, :, collector.cfg.before].tolist()  # (F, top) token at peak
+    score = collector.top.score.tolist()  # (F, top) -inf marks an empty slot
+    for tokens, scores in zip(peak, score, strict=True):
+        count: dict[int, int] = {}
+        best: dict[int, float] = {}
+        for token, value in zip(tokens, scores, strict=True):
+            if value > float("-inf"):
+                count[token] = count.get(token, 0) + 1
+                best[token] = max(best.get(token, value), value)
+        yield sorted(count.items(), key=lambda tc: (-tc[1], -best[tc[0]], tc[0]))
 
 
 def _write_weights(db: Any, source: FeatureSource, model: LanguageModel) -> None:
