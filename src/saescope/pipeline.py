@@ -20,10 +20,10 @@ from saescope._dist import Rank
 from saescope.activations import ActivationCache, open_activations, stream_activations
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
-from saescope.evaluate import ReconstructionStats, reconstruction_stats, sae_site
+from saescope.evaluate import ReconstructionStats, reconstruction_stats
 from saescope.interpret.collect import CollectConfig
 from saescope.models import LanguageModel, Site
-from saescope.sae import ARCHITECTURES, SAE, SAEConfig, SAEMetadata, build_sae
+from saescope.sae import ARCHITECTURES, SAE, SAEConfig, SAEMetadata, build_sae, sae_site
 from saescope.train import SAETrainer, TrainConfig, fit
 
 log = logging.getLogger(__name__)
