@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
+from saescope.models.forward import hidden_of, with_hidden
 from saescope.models.model import LanguageModel
 from saescope.models.sites import Site
 
@@ -38,12 +39,8 @@ def _pre_hook(fn: SiteFn) -> Callable[..., Any]:
 
 def _post_hook(fn: SiteFn) -> Callable[..., Any]:
     def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
-        # transformers >= 5 returns a Tensor from decoder layers; older versions and some
-        # submodules (attention) return a tuple whose first element is the hidden state.
-        if isinstance(output, Tensor):
-            return fn(output)
-        new = fn(output[0])
-        return None if new is None else (new, *output[1:])
+        new = fn(hidden_of(output))
+        return None if new is None else with_hidden(output, new)
 
     return hook
 
