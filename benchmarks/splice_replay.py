@@ -23,10 +23,9 @@ from _record import append, environment
 
 from saescope.data import ContextConfig, keep_mask, load_corpus, pack_contexts, special_ids
 from saescope.evaluate import spliced_stats
-from saescope.evaluate.replay import Recording
-from saescope.evaluate.result import sae_site
 from saescope.models import DEFAULT_MODEL, load_model
-from saescope.sae import load_sae
+from saescope.models.replay import Recording
+from saescope.sae import load_sae, sae_site
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ import transformers as tf
 
 from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
 from saescope.evaluate import spliced_stats
-from saescope.evaluate.replay import Recording, record_prefix, replay_logits
 from saescope.evaluate.splice import _broadcast, _replace_kept, model_logits, reconstruct_with
 from saescope.models import LanguageModel, edit_sites
+from saescope.models.replay import Recording, record_prefix, replay_logits
 from saescope.sae import SAEConfig, build_sae
 
 sys.path.insert(0, str(Path(__file__).parents[1]))

@@ -2,6 +2,7 @@ import pytest
 import torch
 from tiny_models import TINY_CONFIGS, VOCAB, tiny_model
 
+from saescope.errors import SaescopeError
 from saescope.models import SITE_KINDS, capture_sites, edit_sites, run_with_cache
 
 ALL_SITES = [f"layers.{i}.{k}" for i in range(3) for k in SITE_KINDS]
@@ -111,3 +112,47 @@ def test_several_functions_on_one_site_compose_in_order() -> None:
         model.hf(ids)
     reference = run_with_cache(model, ids, ["layers.0.resid_post"])["layers.0.resid_post"]
     torch.testing.assert_close(seen[0], reference * 2)
+
+
+def test_a_stopped_forward_returns_none_and_the_rest_of_the_block_runs() -> None:
+    model = tiny_model("llama")
+    ids = _ids()
+    hooks_before = _hook_count(model)
+    reached: list[int] = []
+    head = model.hf.lm_head.register_forward_hook(lambda *_: reached.append(-1))
+    try:
+        with capture_sites(model, ["layers.1.resid_post"], stop=True) as store:
+            out = model.hf(input_ids=ids, use_cache=False)
+            reached.append(1)  # a statement after the forward, inside the block
+    finally:
+        head.remove()
+    assert out is None
+    assert reached == [1]  # the head never ran; the block ran to its end
+    reference = run_with_cache(model, ids, ["layers.1.resid_post"])["layers.1.resid_post"]
+    torch.testing.assert_close(store["layers.1.resid_post"], reference, rtol=0, atol=0)
+    assert "forward" not in vars(model.hf)  # the class's forward is back
+    assert model.hf(input_ids=ids, use_cache=False).logits.shape == (2, 12, VOCAB)
+    assert _hook_count(model) == hooks_before
+
+
+def test_a_stop_that_cannot_return_early_is_an_error_not_a_skipped_block() -> None:
+    model = tiny_model("llama")
+    hooks_before = _hook_count(model)
+    after: list[bool] = []
+    with (
+        pytest.raises(SaescopeError, match=r"stop=True.*model\.hf\(\.\.\.\)"),
+        capture_sites(model, ["layers.0.mlp_out"], stop=True),
+    ):
+        model.hf.model(input_ids=_ids())  # the inner model: no early return for it
+        after.append(True)
+    assert after == []
+    assert "forward" not in vars(model.hf)
+    assert _hook_count(model) == hooks_before
+
+
+def test_capture_needs_a_site() -> None:
+    with (
+        pytest.raises(SaescopeError, match="at least one site"),
+        capture_sites(tiny_model("gpt2"), []),
+    ):
+        pass

@@ -2,7 +2,7 @@
 
 from saescope.evaluate.geometry import Geometry, geometry
 from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
-from saescope.evaluate.result import EvalResult, evaluate, sae_site
+from saescope.evaluate.result import EvalResult, evaluate
 from saescope.evaluate.splice import SplicedStats, spliced_stats
 
 __all__ = [
@@ -13,6 +13,5 @@ __all__ = [
     "evaluate",
     "geometry",
     "reconstruction_stats",
-    "sae_site",
     "spliced_stats",
 ]

@@ -9,12 +9,11 @@ from typing import Any
 from torch import Tensor
 
 from saescope.data import keep_mask, special_ids
-from saescope.errors import SaescopeError
 from saescope.evaluate.geometry import Geometry, geometry
 from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
 from saescope.evaluate.splice import SplicedStats, spliced_stats
 from saescope.models import LanguageModel, Site
-from saescope.sae import SAE
+from saescope.sae import SAE, sae_site
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,6 @@ class EvalResult:
             "geometry": self.geometry.to_dict(),
             "log10_density": self.reconstruction.log10_density.tolist(),
         }
-
-
-def sae_site(sae: SAE) -> str:
-    """The site an SAE was trained on, from its metadata (either spelling)."""
-    meta = sae.cfg.metadata
-    name = meta.site or meta.hook_name
-    if name is None:
-        raise SaescopeError("the SAE's cfg.json names no site (metadata.hook_name)")
-    return Site.parse(name).name
 
 
 def evaluate(

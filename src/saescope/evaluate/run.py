@@ -12,9 +12,9 @@ from torch import Tensor
 from saescope.activations import ActivationCache, open_activations
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
-from saescope.evaluate.result import evaluate, sae_site
+from saescope.evaluate.result import evaluate
 from saescope.models import LanguageModel
-from saescope.sae import SAE
+from saescope.sae import SAE, sae_site
 
 
 def evaluate_saes(

@@ -4,7 +4,7 @@ For each batch of contexts: the clean forward, the spliced forward (the site's v
 the SAE's reconstruction at every kept position; BOS, padding and special positions keep their
 own value), and optionally zero- and mean-ablation of the site. Only the clean forward runs the
 whole model; the edited ones re-run the layers from the site onward, from what the clean one
-recorded (``evaluate.replay``), unless the model's forward cannot be replayed. Then
+recorded (``models.replay``), unless the model's forward cannot be replayed. Then
 
     loss recovered = (CE_zero - CE_spliced) / (CE_zero - CE_clean)
     delta loss     = CE_spliced - CE_clean
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from saescope.errors import SaescopeError
-from saescope.evaluate.replay import Prefix, record_prefix, replay_logits
 from saescope.models import LanguageModel, Site, edit_sites
+from saescope.models.replay import Prefix, record_prefix, replay_logits
 from saescope.sae import SAE
 
 log = logging.getLogger(__name__)

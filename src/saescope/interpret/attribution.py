@@ -8,22 +8,21 @@ import torch
 from torch import Tensor, nn
 
 from saescope.models import LanguageModel
-from saescope.models.families import find_module, get_module
+from saescope.models.families import get_module
+from saescope.models.forward import final_norm
 
 
-def _norm_gain(norm: nn.Module, direction: Tensor) -> Tensor:
+def _norm_gain(norm: nn.Module, direction: Tensor, offset: float) -> Tensor:
     """``direction`` (n, d) through the final norm's affine part, as TransformerLens folds it:
-    LayerNorm centres then scales by its weight; RMSNorm scales by its weight (Gemma's by
-    ``1 + weight``). The division by the norm of the whole residual is a positive scalar per
+    LayerNorm centres then scales by its weight; RMSNorm scales by its weight plus the family's
+    ``norm_gain_offset`` (Gemma's ``1 + weight``). The division by the norm of the whole residual is a positive scalar per
     position and does not change which tokens a direction promotes, so it is left out."""
     weight = getattr(norm, "weight", None)
     if isinstance(norm, nn.LayerNorm):
         direction = direction - direction.mean(-1, keepdim=True)
     if weight is None:
         return direction
-    gain = weight.detach().float().to(direction.device)
-    if "gemma" in type(norm).__name__.lower():
-        gain = 1.0 + gain
+    gain = weight.detach().float().to(direction.device) + offset
     return direction * gain
 
 
@@ -36,13 +35,14 @@ def logit_attribution(
     Returns (promoted values, promoted ids, suppressed values, suppressed ids), each (n, k):
     the direct effect of one unit of the feature on each token's logit.
     """
-    norm = find_module(model.hf, model.family.final_norm, "final norm")
+    norm = final_norm(model)
     unembed = cast(Tensor, get_module(model.hf, model.family.unembed).weight)  # (vocab, d_model)
     dtype = torch.bfloat16 if model.dtype == torch.bfloat16 else torch.float32
     w_u = unembed.detach().to(dtype)
     out: list[list[Tensor]] = [[], [], [], []]
     for start in range(0, len(directions), chunk):
-        d = _norm_gain(norm, directions[start : start + chunk].float().to(w_u.device))
+        chunk_dirs = directions[start : start + chunk].float().to(w_u.device)
+        d = _norm_gain(norm, chunk_dirs, model.family.norm_gain_offset)
         logits = d.to(dtype) @ w_u.t()  # (chunk, vocab)
         top = logits.topk(k, dim=1)
         bottom = logits.topk(k, dim=1, largest=False)

@@ -18,7 +18,10 @@ from saescope.sae import SAE
 
 
 @dataclass(frozen=True)
-class Family:
+class FeatureFamily:
+    """One feature of a narrow SAE and the features of a wider one that its decoder row splits
+    into (not ``models.Family``, which is an architecture family of language models)."""
+
     parent: int
     """Feature of the narrow SAE."""
     children: list[tuple[int, float]]
@@ -34,7 +37,7 @@ def feature_families(
     parents: list[int] | None = None,
     threshold: float = 0.5,
     max_children: int = 8,
-) -> list[Family]:
+) -> list[FeatureFamily]:
     """For each parent feature of ``narrow``, the features of ``wide`` whose decoder rows have
     cosine >= ``threshold`` with it (always at least the closest one)."""
     if narrow.cfg.d_in != wide.cfg.d_in:
@@ -52,11 +55,11 @@ def feature_families(
     out = []
     for p, vals, ids in zip(parents, values.tolist(), indices.tolist(), strict=True):
         children = [(i, v) for i, v in zip(ids, vals, strict=True) if v >= threshold]
-        out.append(Family(p, children or [(ids[0], vals[0])], vals[0]))
+        out.append(FeatureFamily(p, children or [(ids[0], vals[0])], vals[0]))
     return out
 
 
-def split_features(families: list[Family], min_children: int = 2) -> list[Family]:
+def split_features(families: list[FeatureFamily], min_children: int = 2) -> list[FeatureFamily]:
     """Families where the parent split: at least ``min_children`` children above threshold,
     most children first."""
     split = [f for f in families if len(f.children) >= min_children]

@@ -15,18 +15,7 @@ from torch import Tensor
 
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, run_with_cache
-from saescope.models.families import find_module, get_module
-
-
-def unembed(model: LanguageModel, resid: Tensor) -> Tensor:
-    """Logits (..., vocab) for residual-stream vectors (..., d_model), as the model's head does."""
-    norm = find_module(model.hf, model.family.final_norm, "final norm")
-    head = get_module(model.hf, model.family.unembed)
-    logits = head(norm(resid.to(model.dtype)))
-    cap = getattr(model.hf.config.get_text_config(), "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits.float()
+from saescope.models.forward import unembed  # re-exported: examples import it from here
 
 
 def _encode(model: LanguageModel, prompt: str) -> Tensor:

@@ -18,7 +18,7 @@ from torch import Tensor
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
 from saescope.models.families import get_module
-from saescope.sae import SAE, Latents
+from saescope.sae import SAE, Latents, sae_site
 from saescope.sae.io import load_sae
 
 
@@ -82,8 +82,6 @@ class FeatureSource:
 
 def sae_source(path: str | Path, site: str | None = None) -> FeatureSource:
     """The latents of the SAE saved at ``path``; its site from its metadata unless given."""
-    from saescope.evaluate.result import sae_site
-
     sae = load_sae(path)
     weights = Path(path) / "sae_weights.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -1,12 +1,16 @@
-"""Per-architecture-family module paths: the registry that turns a Site into a torch module.
+"""Per-architecture-family facts: the registry that turns a Site into a torch module and tells
+the head's conventions (the final norm's gain, the final-logit soft-cap).
 
-Adding a family is one ``register_family`` call naming where its decoder layers live and which
-submodule of a layer produces each site. Paths are dotted attribute paths.
+Adding a family is one ``register_family`` call naming where its decoder layers live, which
+submodule of a layer produces each site, and how its head differs from the plain one. Paths are
+dotted attribute paths. Nothing else in saescope sniffs class names or model types for these.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -33,6 +37,28 @@ class Family:
     """Candidate paths to the final norm applied before the unembedding."""
     unembed: str = "lm_head"
     """Path to the unembedding (``[vocab, d_model]`` weight)."""
+    norm_gain_offset: float = 0.0
+    """Added to a norm's ``weight`` to give its gain: 1.0 for Gemma's RMSNorm, which scales by
+    ``1 + weight``; 0.0 where the gain is the weight itself (LayerNorm, Llama's RMSNorm)."""
+    logit_softcap: str | None = None
+    """Config attribute (of the text config) holding the final-logit soft-cap, applied as
+    ``cap * tanh(logits / cap)`` (``"final_logit_softcapping"`` in Gemma 2/3); None: no soft-cap.
+    Decoder layers need no field: the output form (Tensor or tuple) depends on the transformers
+    version, not the family, and ``models.forward.hidden_of`` reads both."""
+
+    def __post_init__(self) -> None:
+        for name in ("model_types", "layers", "final_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not value:
+                raise SaescopeError(
+                    f"Family {self.name!r}: {name} must be a non-empty tuple of strings, "
+                    f"got {value!r}"
+                )
+        if not math.isfinite(self.norm_gain_offset):
+            raise SaescopeError(
+                f"Family {self.name!r}: norm_gain_offset must be a finite number (0.0: gain = "
+                f"weight, 1.0: gain = 1 + weight), got {self.norm_gain_offset!r}"
+            )
 
 
 FAMILIES: dict[str, Family] = {}
@@ -82,12 +108,14 @@ def find_module(root: nn.Module, candidates: tuple[str, ...], what: str) -> nn.M
     )
 
 
-_GEMMA_POST_NORM = dict(
+_GEMMA_POST_NORM: dict[str, Any] = dict(
     attn_out="post_attention_layernorm",
     mlp_out="post_feedforward_layernorm",
     mlp_act="mlp.down_proj",
 )
-_LLAMA_LIKE = dict(attn_out="self_attn", mlp_out="mlp", mlp_act="mlp.down_proj")
+_LLAMA_LIKE: dict[str, Any] = dict(attn_out="self_attn", mlp_out="mlp", mlp_act="mlp.down_proj")
+
+_GEMMA_HEAD: dict[str, Any] = dict(norm_gain_offset=1.0, logit_softcap="final_logit_softcapping")
 
 register_family(
     Family(
@@ -96,6 +124,7 @@ register_family(
         layers=("model.layers", "model.language_model.layers"),
         final_norm=("model.norm", "model.language_model.norm"),
         **_GEMMA_POST_NORM,
+        **_GEMMA_HEAD,
     )
 )
 register_family(
@@ -105,14 +134,25 @@ register_family(
         layers=("model.layers",),
         final_norm=("model.norm",),
         **_GEMMA_POST_NORM,
+        **_GEMMA_HEAD,
     )
 )
 register_family(
     Family(
         name="llama",
-        model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"),
+        model_types=("llama", "mistral", "qwen2", "qwen3"),
         layers=("model.layers",),
         final_norm=("model.norm",),
+        **_LLAMA_LIKE,
+    )
+)
+register_family(
+    Family(  # Gemma 1: Llama's layout with Gemma's ``1 + w`` norms, and no logit soft-cap
+        name="gemma",
+        model_types=("gemma",),
+        layers=("model.layers",),
+        final_norm=("model.norm",),
+        norm_gain_offset=1.0,
         **_LLAMA_LIKE,
     )
 )

@@ -7,13 +7,15 @@ forward pass (or in user code inside the ``with``) leaves the model exactly as i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
+from saescope.errors import SaescopeError
+from saescope.models.forward import hidden_of, with_hidden
 from saescope.models.model import LanguageModel
 from saescope.models.sites import Site
 
@@ -38,12 +40,8 @@ def _pre_hook(fn: SiteFn) -> Callable[..., Any]:
 
 def _post_hook(fn: SiteFn) -> Callable[..., Any]:
     def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
-        # transformers >= 5 returns a Tensor from decoder layers; older versions and some
-        # submodules (attention) return a tuple whose first element is the hidden state.
-        if isinstance(output, Tensor):
-            return fn(output)
-        new = fn(output[0])
-        return None if new is None else (new, *output[1:])
+        new = fn(hidden_of(output))
+        return None if new is None else with_hidden(output, new)
 
     return hook
 
@@ -82,13 +80,16 @@ def capture_sites(
 ) -> Iterator[dict[str, Tensor]]:
     """Record the value at each site into the yielded dict (keyed by ``Site.name``).
 
-    With ``stop=True`` the forward pass is cut short after the deepest site, so later layers and
-    the unembedding are never computed; the forward call then returns ``None`` (the interrupt is
-    swallowed by this context manager, so the call must be made inside the block).
+    Every forward pass inside the block records (a later one overwrites an earlier one's values).
+    With ``stop=True`` each ``model.hf(...)`` call inside the block is cut short after the deepest
+    site, so later layers and the unembedding are never computed, and returns ``None``; the rest
+    of the block runs as usual. The cut is an exception raised inside the forward and caught
+    around ``model.hf``'s own ``forward``; a forward reached another way (``model.hf.generate``,
+    a submodule called directly) cannot return early, and raises ``SaescopeError``.
     """
     parsed = sorted({model.site(s) for s in sites})
     if not parsed:
-        raise ValueError("capture_sites needs at least one site")
+        raise SaescopeError("capture_sites needs at least one site, got none")
     store: dict[str, Tensor] = {}
 
     def recorder(site: Site) -> SiteFn:
@@ -97,27 +98,53 @@ def capture_sites(
 
         return record
 
-    handles: list[RemovableHandle] = []
-    try:
-        with edit_sites(model, [(site, recorder(site)) for site in parsed]):
-            if stop:
-                handles.append(_register_stop(model, parsed[-1]))
+    with (
+        edit_sites(model, [(site, recorder(site)) for site in parsed]),
+        _stopping_after(model, parsed[-1]) if stop else nullcontext(),
+    ):
+        try:
             yield store
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+        except _StopForward:
+            raise SaescopeError(
+                f"capture_sites(stop=True) stopped a forward pass at {parsed[-1].name} that was "
+                "not a call of model.hf itself (generate, or a submodule called directly), so "
+                "it could not return early and the rest of the block was skipped; call "
+                "model.hf(...) inside the block, or pass stop=False"
+            ) from None
 
 
-def _register_stop(model: LanguageModel, deepest: Site) -> RemovableHandle:
+@contextmanager
+def _stopping_after(model: LanguageModel, deepest: Site) -> Iterator[None]:
+    """Inside the block, ``model.hf(...)`` stops after ``deepest`` and returns None."""
+
     def stop(*_: Any) -> None:
         raise _StopForward
 
     layer = model.layers[deepest.layer]
     if deepest.kind == "resid_pre":
-        return layer.register_forward_pre_hook(stop)
-    return layer.register_forward_hook(stop)  # after every sub-site of the layer has fired
+        handle = layer.register_forward_pre_hook(stop)
+    else:
+        handle = layer.register_forward_hook(stop)  # after every sub-site of the layer has fired
+    hf = model.hf
+    shadowed = vars(hf).get("forward")  # an enclosing capture's wrapper, if any
+    inner = hf.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(*args, **kwargs)
+        except _StopForward:
+            return None
+
+    # An instance attribute shadows the class's forward for nn.Module.__call__ and nothing else.
+    hf.forward = forward
+    try:
+        yield
+    finally:
+        handle.remove()
+        if shadowed is None:
+            del hf.forward
+        else:
+            hf.forward = shadowed
 
 
 @torch.inference_mode()

@@ -4,6 +4,7 @@ from saescope.sae.base import SAE, Latents, SAEOutput
 from saescope.sae.config import SAEConfig, SAEMetadata
 from saescope.sae.io import load_sae, save_sae
 from saescope.sae.registry import ARCHITECTURES, register_architecture
+from saescope.sae.site import sae_site
 
 
 def build_sae(cfg: SAEConfig, seed: int | None = None) -> SAE:
@@ -26,5 +27,6 @@ __all__ = [
     "build_sae",
     "load_sae",
     "register_architecture",
+    "sae_site",
     "save_sae",
 ]

@@ -32,7 +32,7 @@ from torch import Tensor
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site, edit_sites
 from saescope.models.hooks import SiteFn
-from saescope.sae import SAE
+from saescope.sae import SAE, sae_site
 from saescope.steer.positions import ALL, Positions, PositionTracker, track_positions
 
 OPS = ("clamp", "add", "scale", "ablate")
@@ -114,12 +114,7 @@ class FeatureIntervention:
     """The hook site; default: the one in the SAE's metadata."""
 
     def site(self, model: LanguageModel) -> Site:
-        if self.at is not None:
-            site = model.site(self.at)
-        else:
-            from saescope.evaluate import sae_site
-
-            site = model.site(sae_site(self.sae))
+        site = model.site(self.at if self.at is not None else sae_site(self.sae))
         width = model.site_dim(site)
         if width != self.sae.cfg.d_in:
             raise SaescopeError(

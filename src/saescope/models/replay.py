@@ -7,7 +7,7 @@ residual stream where the replay starts, and every other argument each of those 
 (attention masks and position embeddings, which differ per layer in Gemma 2/3's sliding-window
 and global layers, position ids, ...). An edited run then re-runs only those layers, with the
 site edited exactly as a hook would edit it in a full forward, and the model's own head
-(``interpret.lens.unembed``: final norm, unembedding, Gemma's logit soft-capping).
+(``models.forward.unembed``: final norm, unembedding, Gemma's logit soft-capping).
 
 The recording is checked as it is made: each re-run layer is called once, receives exactly the
 previous layer's output, the final norm receives the last layer's output, and no KV cache is in
@@ -26,10 +26,10 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 from transformers.cache_utils import Cache
 
-from saescope.interpret.lens import unembed
-from saescope.models import LanguageModel, Site, edit_sites
-from saescope.models.families import find_module
-from saescope.models.hooks import SiteFn
+from saescope.models.forward import final_norm, hidden_of, unembed
+from saescope.models.hooks import SiteFn, edit_sites
+from saescope.models.model import LanguageModel
+from saescope.models.sites import Site
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,6 @@ class Prefix:
     """(B, T, d) the residual stream entering layer ``start``."""
     calls: tuple[LayerCall, ...]
     """What each layer from ``start`` to the last received besides its hidden state."""
-
-
-def _first(output: Any) -> Any:
-    # transformers >= 5 returns a Tensor from decoder layers; older versions a tuple.
-    return output if isinstance(output, Tensor) else output[0]
 
 
 def _has_cache(call: LayerCall) -> bool:
@@ -100,7 +95,7 @@ class Recording:
         self.calls.append(call)
 
     def on_layer_output(self, i: int, output: Any) -> None:
-        self.last = _first(output)
+        self.last = hidden_of(output)
         if i == self.site.layer and self.site.kind == "resid_post":
             self.entry = self.last
 
@@ -132,9 +127,8 @@ def record_prefix(model: LanguageModel, site: Site) -> Iterator[Recording]:
             if i >= start:
                 handles.append(layers[i].register_forward_pre_hook(on_input(i), with_kwargs=True))
             handles.append(layers[i].register_forward_hook(on_output(i)))
-        norm = find_module(model.hf, model.family.final_norm, "final norm")
         handles.append(
-            norm.register_forward_pre_hook(
+            final_norm(model).register_forward_pre_hook(
                 lambda _m, args: recording.on_norm_input(args[0] if args else None)
             )
         )
@@ -163,5 +157,5 @@ def _run_suffix(model: LanguageModel, prefix: Prefix, hidden: Tensor) -> Tensor:
             out = layers[i](*call.args, hidden_states=hidden, **call.kwargs)
         else:
             out = layers[i](hidden, *call.args, **call.kwargs)
-        hidden = _first(out)  # (B, T, d)
+        hidden = hidden_of(out)  # (B, T, d)
     return unembed(model, hidden)  # (B, T, vocab), float32
