@@ -22,9 +22,8 @@ SRC = Path(__file__).parents[1] / "src" / "saescope"
 
 HELPERS = {"", "errors", "_files", "_progress", "_dist", "_home", "_plotting", "_sites"}
 """The shared leaf below all layers ("" is the package's own ``__init__``); imports only itself."""
-LEAVES = {"cli", "serve", "pipeline", "quickstart", "__main__"}
-"""May import anything; nothing may import them. pipeline and quickstart are recipes being
-dissolved into train/, evaluate/ and interpret/, treated as leaves until then."""
+LEAVES = {"cli", "serve", "quickstart", "__main__"}
+"""May import anything; nothing may import them (quickstart is the CLI's one-command recipe)."""
 
 MAY_IMPORT: dict[str, set[str]] = {
     "sae": set(),

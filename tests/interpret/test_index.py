@@ -222,3 +222,14 @@ def test_neuron_index_and_bad_inputs(tmp_path, model, corpus, sae_dir) -> None:
         from saescope.data import Corpus
 
         build(tmp_path, model, Corpus("empty", [" "]), sae_dir, "empty.db")
+
+
+def test_a_second_build_of_the_same_index_is_refused(tmp_path, model, corpus, sae_dir) -> None:
+    """Two builds (two --resume, say) of one index would both write its partial state."""
+    from saescope._files import exclusive
+
+    with exclusive(tmp_path, "the index", name=".index.db.lock"):
+        with pytest.raises(SaescopeError, match="another saescope process"):
+            build(tmp_path, model, corpus, sae_dir)
+        other = build(tmp_path, model, corpus, sae_dir, name="other.db")  # another index: fine
+    assert other.exists()

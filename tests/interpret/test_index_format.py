@@ -12,11 +12,12 @@ import pytest
 import torch
 from tiny_models import TEXT, tiny_hf_model, tiny_tokenizer
 
-from saescope import cli, pipeline
+from saescope import cli
 from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
 from saescope.errors import SaescopeError
 from saescope.interpret import index as index_module
 from saescope.interpret.batches import live_batches
+from saescope.interpret.build import index_features
 from saescope.interpret.collect import CollectConfig
 from saescope.interpret.index import STATE_FILE, build_index, partial_dir
 from saescope.interpret.query import FeatureIndex, peaks_text
@@ -41,7 +42,7 @@ def sae_dir(tmp_path, model):
 
 
 def build(tmp_path, model, corpus, sae_dir, name="index.db", **kwargs):
-    return pipeline.index_features(
+    return index_features(
         tmp_path / name, sae_dir=sae_dir, model=model, corpus=corpus, context=CONTEXT,
         tokens=TOKENS, collect=CFG, progress=False, **kwargs,
     )  # fmt: skip

@@ -245,3 +245,13 @@ def test_a_checkpoint_missing_a_part_is_refused(tmp_path) -> None:
     ckpt.save_checkpoint(directory, tensors, state)
     with pytest.raises(SaescopeError, match=r"lacks \['generator'\]"):
         fit([trainer(checkpoint_every=5)], DATA.batches(10, B), tmp_path, resume=True)
+
+
+def test_a_second_writer_of_the_run_directory_is_refused(tmp_path) -> None:
+    """Two trainings (two --resume, say) into one run directory would interleave checkpoints."""
+    with (
+        saescope._files.exclusive(tmp_path, "the run directory"),
+        pytest.raises(SaescopeError, match="another saescope process"),
+    ):
+        fit([trainer(steps=2)], ragged(2, ()), tmp_path, progress=False)
+    fit([trainer(steps=2)], ragged(2, ()), tmp_path, progress=False)  # released: it runs

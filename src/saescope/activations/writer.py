@@ -73,7 +73,7 @@ def capture(
     for name, value in (("tokens", tokens), ("batch_size", batch_size), ("shard_rows", shard_rows)):
         if value < 1:
             raise SaescopeError(f"{name} must be >= 1, got {value}")
-    limit = max_positions(model)
+    limit = model.max_positions
     if limit is not None and context.context_size > limit:
         raise SaescopeError(
             f"context size {context.context_size} exceeds the {limit} positions {model.name} "
@@ -119,16 +119,6 @@ def capture(
             "permissions or choose another --out, then run the same command again"
         ) from err
     return open_activations(root)
-
-
-def max_positions(model: LanguageModel) -> int | None:
-    """The longest context the model's position embeddings cover (None if its config says not)."""
-    config = model.hf.config.get_text_config()
-    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 @contextlib.contextmanager

@@ -16,8 +16,9 @@ def cmd_capture(args: argparse.Namespace) -> None:
     from saescope.activations import capture
     from saescope.data import load_corpus
     from saescope.models import load_model
+    from saescope.models.loading import resolve_device
 
-    _check_device(args.device)  # before init and loading: fail in a second, not after minutes
+    resolve_device(args.device)  # before init and loading: fail in a second, not after minutes
     rank = init_distributed()  # under torchrun: join the group, capture this rank's share
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     corpus = load_corpus(args.dataset, text_field=args.text_field)
@@ -35,30 +36,6 @@ def cmd_capture(args: argparse.Namespace) -> None:
     )
     if rank.rank == 0:
         _print_cache(cache)
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    from saescope.errors import SaescopeError
-
-    if device == "auto":
-        return
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as err:
-        raise SaescopeError(
-            f"--device {device!r} is not a device; expected auto, cpu, cuda or cuda:N"
-        ) from err
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise SaescopeError(
-            f"--device {device} asked for CUDA, but this torch sees no CUDA device "
-            f"(torch {torch.__version__}); pass --device cpu or auto"
-        )
-    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise SaescopeError(
-            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices"
-        )
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from saescope._files import exclusive
 from saescope.activations import ActivationCache, open_activations
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
@@ -72,7 +73,9 @@ def evaluate_saes(
         "reconstruction tokens": results[0].reconstruction.tokens,
         "loss tokens": results[0].spliced.tokens if results[0].spliced else None,
     }
-    return write_report(results, out, info)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with exclusive(Path(out), "the report directory"):
+        return write_report(results, out, info)
 
 
 def check_compatible(

@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from saescope._files import write_atomic
+from saescope._files import exclusive, write_atomic
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.interpret.collect import Batch, CollectConfig, FeatureCollector
@@ -71,6 +71,25 @@ def build_index(
     out = Path(out)
     if out.exists() and not overwrite:
         raise SaescopeError(f"{out} exists; pass --overwrite to rebuild it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out.parent, f"the index {out.name} in", name=f".{out.name}.lock"):
+        return _build(
+            source, model, batches, out, tokens, meta, cfg, resume, checkpoint_seconds, progress
+        )
+
+
+def _build(
+    source: FeatureSource,
+    model: LanguageModel,
+    batches: Callable[[int], Iterable[tuple[Batch, int]]],
+    out: Path,
+    tokens: int,
+    meta: dict[str, Any],
+    cfg: CollectConfig,
+    resume: bool,
+    checkpoint_seconds: float,
+    progress: bool,
+) -> Path:
     meta = meta | {
         "format": FORMAT,
         "source": {"kind": source.kind, "identity": source.identity, "path": source.path},

@@ -36,11 +36,28 @@ _DTYPES = {
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: this rank's GPU where CUDA is available, else the CPU. Anything else is checked
+    here, before minutes of loading: a malformed name, CUDA that this torch cannot see."""
     if str(device) == "auto":
         if torch.cuda.is_available():  # under torchrun, one GPU per local rank
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as err:
+        raise SaescopeError(
+            f"--device {device!r} is not a device; expected auto, cpu, cuda or cuda:N"
+        ) from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise SaescopeError(
+            f"--device {device} asked for CUDA, but this torch sees no CUDA device "
+            f"(torch {torch.__version__}); pass --device cpu or auto"
+        )
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise SaescopeError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices"
+        )
+    return parsed
 
 
 def cpu_has_fast_bf16() -> bool:

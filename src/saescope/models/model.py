@@ -40,6 +40,16 @@ class LanguageModel:
         return len(self.layers)
 
     @property
+    def max_positions(self) -> int | None:
+        """The longest context the position embeddings cover (None if the config says not)."""
+        config = self.hf.config.get_text_config()
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    @property
     def device(self) -> torch.device:
         return next(self.hf.parameters()).device
 

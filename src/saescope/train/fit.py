@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saescope._files import write_atomic
+from saescope._files import exclusive, write_atomic
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, save_sae
@@ -54,8 +54,23 @@ def fit(
     ``log_to`` names optional trackers (``wandb``, ``tensorboard``) fed beside metrics.jsonl.
     """
     _check_sweep(trainers)
-    cfg, rank = trainers[0].cfg, trainers[0].rank
     root = Path(run_dir) if run_dir is not None else None
+    if root is None or trainers[0].rank.rank != 0:
+        return _fit(trainers, batches, root, resume, progress, log_to)
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive(root, "the run directory"):  # a second writer (e.g. two --resume) is refused
+        return _fit(trainers, batches, root, resume, progress, log_to)
+
+
+def _fit(
+    trainers: list[SAETrainer],
+    batches: Iterable[Tensor],
+    root: Path | None,
+    resume: bool,
+    progress: bool,
+    log_to: Sequence[str],
+) -> list[SAE]:
+    cfg, rank = trainers[0].cfg, trainers[0].rank
     resumed, drawn = resume and root is not None, 0
     if root is not None and resume:
         drawn = _resume(trainers, root, write=rank.rank == 0)
