@@ -263,7 +263,9 @@ def intervene(
 
     Several interventions may share a site: they run in the order given, each on the previous
     one's result. Every hook is removed on exit, exception or not. ``prompt_lengths`` (B,): the
-    real prompt tokens per row, so that ``Positions(prompt=False)`` knows what was generated.
+    real tokens per row of left-padded prompts when the block holds one ``generate`` call, so
+    that positions are counted through it and ``Positions(prompt=False)`` knows what was
+    generated (see ``positions``).
     """
     with track_positions(model) as tracker:
         tracker.prompt_lengths = prompt_lengths
