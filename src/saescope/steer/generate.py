@@ -3,8 +3,9 @@
 The interventions apply to the prompt's forward pass and to every new token's; ``Positions``
 are counted per sequence, so they mean the same thing with the cache on or off and under left
 padding. ``samples`` rollouts of each prompt run as one batch; sampled rollouts are reproducible
-from ``seed`` (the same seed with and without an intervention draws the same random numbers, so
-differences between clean and steered text come from the intervention).
+from ``seed``, drawn from a generator of their own (``interpret.sampling``: the process-wide
+random state is untouched), and the same seed with and without an intervention draws the same
+random numbers, so differences between clean and steered text come from the intervention.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from saescope.errors import SaescopeError
+from saescope.interpret.sampling import sampling_kwargs
 from saescope.models import LanguageModel
 from saescope.models.families import get_module
 from saescope.steer.interventions import Intervention, intervene
@@ -81,7 +83,6 @@ def generate_with(
     mask = enc["attention_mask"].to(model.device)
     lengths = mask.sum(-1)  # (P * samples,) real prompt tokens per row
     _check_reachable(interventions, lengths, config.max_new_tokens)
-    torch.manual_seed(config.seed)
     with (
         contiguous_unembedding(model),
         intervene(model, interventions, prompt_lengths=lengths),
@@ -90,12 +91,11 @@ def generate_with(
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=config.max_new_tokens,
-            do_sample=config.sample,
-            temperature=config.temperature if config.sample else None,
-            top_p=config.top_p if config.sample else None,
-            top_k=None,
             use_cache=config.use_cache,
             pad_token_id=_pad_id(model),
+            **sampling_kwargs(
+                config.sample, config.seed, model.device, config.temperature, config.top_p
+            ),
         )
     new = out[:, ids.shape[1] :].cpu()  # (P * samples, new)
     decoded = model.tokenizer.batch_decode(new, skip_special_tokens=True)
