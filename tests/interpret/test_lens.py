@@ -32,3 +32,14 @@ def test_tracked_tokens_ranks_and_positions(tokenizer) -> None:
     torch.testing.assert_close(probs[:, 0], lens.probs[:, best])
     with pytest.raises(SaescopeError, match="outside the prompt"):
         logit_lens(model, "hi", position=40)
+
+
+def test_the_lens_heatmap_leaves_the_warning_filters_alone(tokenizer, tmp_path) -> None:
+    import warnings
+
+    from saescope.interpret.plots import plot_logit_lens
+
+    lens = logit_lens(tiny_model("llama", tokenizer), "Bridges span")
+    before = list(warnings.filters)
+    assert plot_logit_lens(lens, tmp_path / "lens.png", k=3).stat().st_size > 0
+    assert warnings.filters == before

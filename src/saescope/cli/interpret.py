@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from saescope.cli.common import add_command, add_data_args, add_model_args, context_config, ints
+from saescope.cli.model import add_prompt_args, check_prompt
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -51,11 +52,15 @@ def cmd_features(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from saescope.errors import SaescopeError
     from saescope.interpret.active import active_features, describe_features
     from saescope.interpret.query import FeatureIndex
     from saescope.models import load_model
 
+    if args.top < 1:
+        raise SaescopeError(f"--top (features per token) must be >= 1, got {args.top}")
     model = load_model(args.model, dtype=args.dtype, device=args.device)
+    check_prompt(model, args)
     source = _source(args, model)
     tokens = active_features(model, source, args.prompt, args.top)
     if args.last:
@@ -194,7 +199,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--sae", help="SAE directory")
     p.add_argument("--site", help="site (default: the SAE's); alone, raw neurons of that site")
-    p.add_argument("--prompt", required=True)
+    add_prompt_args(p)
     p.add_argument("--index", help="feature index for descriptions")
     p.add_argument("--top", type=int, default=5, help="features per token")
     p.add_argument("--last", action="store_true", help="only the last token")

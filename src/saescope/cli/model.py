@@ -8,6 +8,62 @@ from typing import Any
 from saescope.cli.common import add_command, add_model_args
 from saescope.errors import SaescopeError
 
+MAX_PROMPT_TOKENS = 2048
+"""Default cap on prompt tokens for the interactive commands (predict, lens, neurons, features,
+steer): on CPU a forward pass grows with the prompt (a 21,539-token prompt gave no answer in
+600 s with Gemma 3 270M), so a prompt pasted by mistake fails at once; --max-prompt-tokens
+raises it."""
+
+
+def add_prompt_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--prompt`` and ``--max-prompt-tokens``; check them with ``check_prompt``."""
+    p.add_argument("--prompt", required=required)
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=MAX_PROMPT_TOKENS,
+        metavar="N",
+        help=f"refuse longer prompts (default {MAX_PROMPT_TOKENS}; at most the model's context)",
+    )
+
+
+def check_prompt(model: Any, args: argparse.Namespace) -> None:  # model: LanguageModel
+    """Refuse an empty prompt or one longer than --max-prompt-tokens or the model's context,
+    before any forward pass starts."""
+    if not args.prompt:
+        raise SaescopeError("--prompt is empty; give the text to run the model on")
+    if args.max_prompt_tokens < 1:
+        raise SaescopeError(f"--max-prompt-tokens must be >= 1, got {args.max_prompt_tokens}")
+    n = len(model.tokenizer(args.prompt)["input_ids"])
+    context = _context_length(model)
+    if context is not None and n > context:
+        raise SaescopeError(
+            f"the prompt is {n:,} tokens, {model.name} takes at most {context:,}; shorten it"
+        )
+    if n > args.max_prompt_tokens:
+        raise SaescopeError(
+            f"the prompt is {n:,} tokens, more than --max-prompt-tokens {args.max_prompt_tokens:,}"
+            " (the default keeps interactive commands quick); shorten it or raise the limit"
+        )
+
+
+def check_top(model: Any, top: int, flag: str = "--top") -> None:  # model: LanguageModel
+    """``top`` next tokens to list: between 1 and the vocabulary size."""
+    vocab = int(model.hf.get_output_embeddings().weight.shape[0])
+    if not 1 <= top <= vocab:
+        raise SaescopeError(
+            f"{flag} must be between 1 and the vocabulary size ({vocab:,}), got {top:,}"
+        )
+
+
+def _context_length(model: Any) -> int | None:
+    config = model.hf.config
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
 
 def cmd_sites(args: argparse.Namespace) -> None:
     from saescope.models import SITE_KINDS, load_model
@@ -33,6 +89,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from saescope.models import load_model
 
     model = load_model(args.model, dtype=args.dtype, device=args.device)
+    check_prompt(model, args)
+    check_top(model, args.top)
+    if args.continue_tokens < 0 or args.samples < 1:
+        raise SaescopeError(
+            f"--continue must be >= 0 and --samples >= 1, got {args.continue_tokens} and "
+            f"{args.samples}"
+        )
     prediction = predict(model, args.prompt)
     table = Table(title=f"next token after {args.prompt!r}")
     table.add_column("#", justify="right")
@@ -62,9 +125,16 @@ def cmd_lens(args: argparse.Namespace) -> None:
     from saescope.interpret.lens import logit_lens
     from saescope.models import load_model
 
-    model = load_model(args.model, dtype=args.dtype, device=args.device)
-    lens = logit_lens(model, args.prompt, position=args.position)
     targets = [t for t in (args.targets or "").split(",") if t]
+    if args.targets is not None and not targets:
+        raise SaescopeError(
+            f"--targets {args.targets!r} names no tokens; give comma-separated tokens, e.g. "
+            "' high, low', or leave --targets out"
+        )
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    check_prompt(model, args)
+    check_top(model, args.top)
+    lens = logit_lens(model, args.prompt, position=args.position)
     target_ids = [_single_token(model, t) for t in targets]
     probs, ranks = lens.track(target_ids) if targets else (None, None)
     table = Table(
@@ -100,6 +170,10 @@ def cmd_neurons(args: argparse.Namespace) -> None:
 
     console = Console()
     model = load_model(args.model, dtype=args.dtype, device=args.device)
+    if args.prompt is not None:
+        check_prompt(model, args)
+    if args.top < 1:
+        raise SaescopeError(f"--top must be >= 1, got {args.top}")
     if args.prompt and args.unit is None:
         table = Table(title=f"top units of {args.site} at position {args.position}")
         table.add_column("unit", justify="right")
@@ -169,7 +243,7 @@ def register(sub: Any) -> None:
         "included) and, with --continue N, a greedy or sampled continuation.",
     )
     add_model_args(p)
-    p.add_argument("--prompt", required=True)
+    add_prompt_args(p)
     p.add_argument("--top", type=int, default=10, help="how many tokens to list")
     p.add_argument(
         "--continue",
@@ -195,7 +269,7 @@ def register(sub: Any) -> None:
         "and rank; --plot writes a heatmap.",
     )
     add_model_args(p)
-    p.add_argument("--prompt", required=True)
+    add_prompt_args(p)
     p.add_argument("--position", type=int, default=-1, help="token position (default: last)")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--targets", help="comma-separated single tokens to track, e.g. ' high, low'")
@@ -213,7 +287,7 @@ def register(sub: Any) -> None:
     )
     add_model_args(p)
     p.add_argument("--site", default="layers.6.mlp_act", help="hook site (neurons: mlp_act)")
-    p.add_argument("--prompt")
+    add_prompt_args(p, required=False)
     p.add_argument("--position", type=int, default=-1)
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--unit", type=int, help="one neuron / unit index")

@@ -7,17 +7,17 @@ import logging
 from typing import Any
 
 from saescope.cli.common import add_command, add_model_args
+from saescope.cli.model import add_prompt_args, check_prompt, check_top
 from saescope.errors import SaescopeError
+from saescope.steer import OPS
 
 log = logging.getLogger(__name__)
-
-_FEATURE_OPS = ("clamp", "add", "scale", "ablate")
 
 
 def _feature_edits(args: argparse.Namespace) -> list:  # -> list[Edit]
     from saescope.steer import Edit
 
-    return [Edit.parse(text, op) for op in _FEATURE_OPS for text in getattr(args, op) or []]
+    return [Edit.parse(text, op) for op in OPS for text in getattr(args, op) or []]
 
 
 def _neuron_interventions(args: argparse.Namespace, where: Any) -> list:
@@ -53,12 +53,14 @@ def _positions(text: str) -> Any:  # -> Positions
 
 def _sweep(text: str) -> tuple[int, list[float]]:
     feature, _, values = text.partition("=")
+    expected = f"cannot read --sweep {text!r}: expected FEATURE=V1,V2,..., e.g. 8249=0,50,100"
     try:
-        return int(feature), [float(v) for v in values.split(",") if v.strip()]
+        parsed = int(feature), [float(v) for v in values.split(",") if v.strip()]
     except ValueError as err:
-        raise SaescopeError(
-            f"cannot read --sweep {text!r}: expected FEATURE=V1,V2,..., e.g. 8249=0,50,100"
-        ) from err
+        raise SaescopeError(expected) from err
+    if not parsed[1]:
+        raise SaescopeError(f"{expected} (no values given)")
+    return parsed
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
@@ -74,6 +76,8 @@ def cmd_steer(args: argparse.Namespace) -> None:
             "nothing to do: give --clamp/--add/--scale/--ablate/--sweep with --sae, or --neuron"
         )
     model = load_model(args.model, dtype=args.dtype, device=args.device)
+    check_prompt(model, args)
+    check_top(model, args.top)
     sae = _load_sae(args.sae, model) if args.sae else None
     config = GenerationConfig(
         max_new_tokens=args.max_new,
@@ -120,7 +124,7 @@ def _load_sae(path: str, model: Any) -> Any:
 
 
 def _describe(args: argparse.Namespace) -> str:
-    parts = [f"{op} {text}" for op in _FEATURE_OPS for text in getattr(args, op) or []]
+    parts = [f"{op} {text}" for op in OPS for text in getattr(args, op) or []]
     parts += [f"neuron {text}" for text in args.neuron or []]
     if args.no_error_term:
         parts.append("no error term")
@@ -200,14 +204,12 @@ def register(sub: Any) -> None:
     )
     add_model_args(p)
     p.add_argument("--sae", help="SAE directory (needed for feature edits)")
-    p.add_argument("--prompt", required=True)
-    for op, meta, text in (
-        ("clamp", "I=V", "set feature I to V"),
-        ("add", "I=A", "add A * W_dec[I] (feature I's activation + A)"),
-        ("scale", "I=S", "multiply feature I by S"),
-        ("ablate", "I", "set feature I to 0"),
-    ):
-        p.add_argument(f"--{op}", action="append", metavar=meta, help=f"{text}; repeatable")
+    add_prompt_args(p)
+    for op, effect in OPS.items():
+        meta = "I" if op == "ablate" else "I=V"
+        p.add_argument(
+            f"--{op}", action="append", metavar=meta, help=f"feature I: {effect}; repeatable"
+        )
     p.add_argument(
         "--neuron",
         action="append",
@@ -217,7 +219,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--sweep", metavar="I=V1,V2,...", help="one row per value of feature I (with the edits)"
     )
-    p.add_argument("--sweep-op", choices=_FEATURE_OPS, default="clamp", help="what --sweep does")
+    p.add_argument("--sweep-op", choices=list(OPS), default="clamp", help="what --sweep does")
     p.add_argument(
         "--positions",
         default="all",

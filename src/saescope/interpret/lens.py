@@ -62,18 +62,17 @@ def continue_text(
     seed: int = 0,
     temperature: float = 1.0,
 ) -> str:
-    """Greedy (or seeded sampled) continuation of ``prompt``, without the prompt."""
+    """Greedy (or seeded sampled) continuation of ``prompt``, without the prompt; sampling uses
+    its own generator, so the process-wide random state is left as it was."""
+    from saescope.interpret.sampling import sampling_kwargs
+
     ids = _encode(model, prompt).to(model.device)
-    torch.manual_seed(seed)
     out = model.hf.generate(
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
         max_new_tokens=new_tokens,
-        do_sample=sample,
-        temperature=temperature if sample else None,
-        top_p=None,
-        top_k=None,
         pad_token_id=model.tokenizer.pad_token_id,
+        **sampling_kwargs(sample, seed, model.device, temperature, None),
     )
     return str(model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 

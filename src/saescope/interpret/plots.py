@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -15,7 +16,12 @@ def plot_logit_lens(lens: LogitLens, path: str | Path, k: int = 5) -> Path:
     """Heatmap: one row per stage, the k most probable tokens left to right, colour =
     probability, each cell labelled with its token."""
     plt = pyplot()
-    warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # CJK, Thai tokens
+    with warnings.catch_warnings():  # scoped: the caller's warning filters stay as they were
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # CJK, Thai
+        return _draw_logit_lens(plt, lens, path, k)
+
+
+def _draw_logit_lens(plt: Any, lens: LogitLens, path: str | Path, k: int) -> Path:
     top = lens.top(k)
     probs = [[p for _, p in row] for row in top]
     height = 0.32 * len(top) + 1.5

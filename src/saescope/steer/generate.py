@@ -3,8 +3,9 @@
 The interventions apply to the prompt's forward pass and to every new token's; ``Positions``
 are counted per sequence, so they mean the same thing with the cache on or off and under left
 padding. ``samples`` rollouts of each prompt run as one batch; sampled rollouts are reproducible
-from ``seed`` (the same seed with and without an intervention draws the same random numbers, so
-differences between clean and steered text come from the intervention).
+from ``seed``, drawn from a generator of their own (``interpret.sampling``: the process-wide
+random state is untouched), and the same seed with and without an intervention draws the same
+random numbers, so differences between clean and steered text come from the intervention.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import torch
 from torch import Tensor
 
 from saescope.errors import SaescopeError
+from saescope.interpret.sampling import sampling_kwargs
 from saescope.models import LanguageModel
 from saescope.models.families import get_module
 from saescope.steer.interventions import Intervention, intervene
+from saescope.steer.positions import Positions
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,21 @@ def generate_with(
     enc = model.tokenizer(batch, return_tensors="pt", padding=True, padding_side="left")
     ids = enc["input_ids"].to(model.device)  # (P * samples, T), left-padded
     mask = enc["attention_mask"].to(model.device)
-    torch.manual_seed(config.seed)
+    lengths = mask.sum(-1)  # (P * samples,) real prompt tokens per row
+    _check_reachable(interventions, lengths, config.max_new_tokens)
     with (
         contiguous_unembedding(model),
-        intervene(model, interventions, prompt_lengths=mask.sum(-1)),
+        intervene(model, interventions, prompt_lengths=lengths),
     ):
         out = model.hf.generate(
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=config.max_new_tokens,
-            do_sample=config.sample,
-            temperature=config.temperature if config.sample else None,
-            top_p=config.top_p if config.sample else None,
-            top_k=None,
             use_cache=config.use_cache,
             pad_token_id=_pad_id(model),
+            **sampling_kwargs(
+                config.sample, config.seed, model.device, config.temperature, config.top_p
+            ),
         )
     new = out[:, ids.shape[1] :].cpu()  # (P * samples, new)
     decoded = model.tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -101,6 +104,31 @@ def generate_with(
         Rollouts(text, decoded[i * n : (i + 1) * n], new[i * n : (i + 1) * n])
         for i, text in enumerate(texts)
     ]
+
+
+def _check_reachable(
+    interventions: Sequence[Intervention], lengths: Tensor, max_new_tokens: int
+) -> None:
+    """Refuse token indices no forward pass of this generation feeds, which would edit nothing.
+
+    Rows hold prompt + max_new_tokens tokens at most, and the last new token is never fed back,
+    so indices run from 0 to longest prompt + max_new_tokens - 2."""
+    longest, shortest = int(lengths.max()), int(lengths.min())
+    for intervention in interventions:
+        where = getattr(intervention, "positions", None)
+        if not isinstance(where, Positions) or where.indices is None:
+            continue
+        low = 0 if where.prompt else shortest
+        high = longest + max_new_tokens - 2 if where.generated else longest - 1
+        never = [i for i in where.indices if not low <= i <= high]
+        if never:
+            kind = {(True, True): "", (False, True): "generated ", (True, False): "prompt "}
+            raise SaescopeError(
+                f"token indices {never} are never reached: {kind[where.prompt, where.generated]}"
+                f"tokens of this generation run from {low} to {high} (prompts of {shortest}.."
+                f"{longest} tokens + {max_new_tokens} new, BOS = 0); choose indices in that "
+                "range or raise max_new_tokens"
+            )
 
 
 @contextmanager

@@ -21,6 +21,7 @@ Every intervention takes ``Positions`` (which tokens; special tokens excluded by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,9 +34,8 @@ from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site, edit_sites
 from saescope.models.hooks import SiteFn
 from saescope.sae import SAE, sae_site
+from saescope.steer.ops import OPS
 from saescope.steer.positions import ALL, Positions, PositionTracker, track_positions
-
-OPS = ("clamp", "add", "scale", "ablate")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ class Edit:
             raise SaescopeError(f"unknown edit {self.op!r}; expected one of {', '.join(OPS)}")
         if self.index < 0:
             raise SaescopeError(f"latent / unit index must be >= 0, got {self.index}")
+        if not math.isfinite(self.value):
+            raise SaescopeError(
+                f"{self.op} {self.index}: the value must be a finite number, got {self.value} "
+                "(a nan or inf latent makes every later activation and probability nan)"
+            )
 
     def apply(self, current: Tensor) -> Tensor:
         """The edited values given the current ones (any shape)."""
@@ -66,14 +71,15 @@ class Edit:
 
     @classmethod
     def parse(cls, text: str, op: str) -> Edit:
-        """``"8249=100"`` (or ``"8249"`` for ablate) -> Edit(8249, op, 100.0)."""
-        index, _, value = text.partition("=")
+        """``"8249=100"`` (``"8249"`` for ablate) -> Edit(8249, op, 100.0)."""
+        index, sep, value = text.partition("=")
+        expected = "INDEX, e.g. 8249" if op == "ablate" else "INDEX=VALUE, e.g. 8249=100"
+        if (op == "ablate") == bool(sep):
+            raise SaescopeError(f"cannot read {op} {text!r}: expected {expected}")
         try:
-            return cls(int(index), op, float(value) if value else 0.0)
+            return cls(int(index), op, float(value) if sep else 0.0)
         except ValueError as err:
-            raise SaescopeError(
-                f"cannot read {op} {text!r}: expected INDEX=VALUE, e.g. 8249=100"
-            ) from err
+            raise SaescopeError(f"cannot read {op} {text!r}: expected {expected}") from err
 
 
 def clamp(index: int, value: float) -> Edit:
@@ -222,6 +228,11 @@ class VectorIntervention:
                 f"{site.name} has width {width}; expected a vector ({width},) or "
                 f"(positions, {width}), found {tuple(self.vector.shape)}"
             )
+        if not (math.isfinite(self.coefficient) and bool(self.vector.isfinite().all())):
+            raise SaescopeError(
+                f"steering vector at {site.name}: the coefficient ({self.coefficient}) and every "
+                "entry of the vector must be finite"
+            )
         return site
 
     def site_fn(self, model: LanguageModel, tracker: PositionTracker) -> SiteFn:
@@ -258,7 +269,9 @@ def intervene(
 
     Several interventions may share a site: they run in the order given, each on the previous
     one's result. Every hook is removed on exit, exception or not. ``prompt_lengths`` (B,): the
-    real prompt tokens per row, so that ``Positions(prompt=False)`` knows what was generated.
+    real tokens per row of left-padded prompts when the block holds one ``generate`` call, so
+    that positions are counted through it and ``Positions(prompt=False)`` knows what was
+    generated (see ``positions``).
     """
     with track_positions(model) as tracker:
         tracker.prompt_lengths = prompt_lengths
