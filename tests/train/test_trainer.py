@@ -61,7 +61,7 @@ def test_resampling_revives_dead_relu_latents() -> None:
 
 
 def test_ghost_grads_reach_dead_latents_only_through_their_term() -> None:
-    from saescope.train.objectives import Context, relu_objective
+    from saescope.train.objectives import StepContext, relu_objective
 
     t = trainer("relu", steps=10)
     with torch.no_grad():
@@ -72,7 +72,7 @@ def test_ghost_grads_reach_dead_latents_only_through_their_term() -> None:
     grads = {}
     for method in ("none", "ghost"):
         t.sae.zero_grad()
-        relu_objective(t.sae, x, Context(t.cfg, dead, 0.5, method)).loss.backward()
+        relu_objective(t.sae, x, StepContext(t.cfg, dead, 0.5, method)).loss.backward()
         grads[method] = t.sae.W_enc.grad[:, :32].abs().sum()
     assert grads["none"] == 0 and grads["ghost"] > 0
 

@@ -1,7 +1,8 @@
 """The architectures: TopK, BatchTopK, JumpReLU, ReLU (L1) and Gated.
 
-Each differs only in how it picks active latents from the pre-activations; training objectives
-(losses, straight-through estimators) live in ``saescope.train.objectives``.
+Each differs only in how it picks active latents from the pre-activations, written once here
+and called by both inference and the training objectives (``saescope.train.objectives``, which
+add only losses and straight-through gradients).
 """
 
 from __future__ import annotations
@@ -9,16 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from saescope.sae.base import SAE, Latents
+from saescope.sae.base import SAE, Latents, coo_from_dense
 from saescope.sae.config import SAEConfig
 from saescope.sae.kernels import batch_topk_coo, sparse_encode, topk_coo
 from saescope.sae.registry import register_architecture
 
-
-def coo_from_dense(z: Tensor) -> Latents:
-    """Latents of a dense (B, d_sae) code; gradients flow through ``z``."""
-    rows, indices = z.nonzero(as_tuple=True)
-    return Latents(z[rows, indices], indices, rows, (z.shape[0], z.shape[1]))
+__all__ = ["BatchTopKSAE", "GatedSAE", "JumpReLUSAE", "ReLUSAE", "TopKSAE", "coo_from_dense"]
 
 
 @register_architecture
@@ -27,6 +24,7 @@ class TopKSAE(SAE):
 
     architecture = "topk"
     saelens_name = "topk"
+    description = "ReLU of the k largest pre-activations per row (Gao et al. 2024)"
     needs_k = True
 
     def encode(self, x: Tensor) -> Latents:
@@ -59,6 +57,10 @@ class BatchTopKSAE(TopKSAE):
 
     architecture = "batchtopk"
     saelens_name = "jumprelu"  # SAELens exports BatchTopK for inference as JumpReLU, so do we
+    description = (
+        "the B*k largest pre-activations of a batch while training, a learned global "
+        "threshold at inference (Bussmann et al. 2024)"
+    )
     threshold: Tensor
 
     def __init__(self, cfg: SAEConfig) -> None:
@@ -75,10 +77,15 @@ class BatchTopKSAE(TopKSAE):
 
 @register_architecture
 class JumpReLUSAE(SAE):
-    """latents = pre * H(pre - threshold), a threshold per latent (Rajamanoharan et al. 2024)."""
+    """latents = ReLU(pre) * H(pre - threshold), a threshold per latent
+    (Rajamanoharan et al. 2024)."""
 
     architecture = "jumprelu"
     saelens_name = "jumprelu"
+    description = "per-latent learned thresholds, L0 penalty (Rajamanoharan et al. 2024)"
+    # The formula below holds for any threshold; clamping keeps the straight-through estimator's
+    # jump size (relu(t)) from vanishing once a threshold goes negative.
+    nonnegative_threshold = True
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
@@ -86,9 +93,19 @@ class JumpReLUSAE(SAE):
         # by tiny steps once they are small, and L0 stops going down.
         self.threshold = nn.Parameter(torch.full((cfg.d_sae,), 1e-3, dtype=self.W_enc.dtype))
 
-    def select(self, x_c: Tensor) -> Latents:
-        pre = self.pre_acts(x_c)
-        return coo_from_dense(pre.relu() * (pre > self.threshold))
+    @staticmethod
+    def fires(pre: Tensor, threshold: Tensor) -> Tensor:
+        """(B, d_sae) bool: pre > max(threshold, 0), where ReLU(pre) * H(pre - t) is non-zero."""
+        return pre > threshold.clamp(min=0)
+
+    @classmethod
+    def jump(cls, pre: Tensor, threshold: Tensor) -> Tensor:
+        """ReLU(pre) * H(pre - threshold) (B, d_sae): the formula of inference and of the
+        training forward, which passes its own threshold to get straight-through gradients."""
+        return pre * cls.fires(pre, threshold)
+
+    def activation(self, pre: Tensor) -> Tensor:
+        return self.jump(pre, self.threshold)
 
 
 @register_architecture
@@ -98,9 +115,11 @@ class ReLUSAE(SAE):
 
     architecture = "relu"
     saelens_name = "standard"
+    description = "ReLU with an L1 penalty weighted by decoder norms (Anthropic, April 2024)"
+    constrain_decoder_norm = False  # the L1 penalty is weighted by the decoder norms instead
 
-    def select(self, x_c: Tensor) -> Latents:
-        return coo_from_dense(self.pre_acts(x_c).relu())
+    def activation(self, pre: Tensor) -> Tensor:
+        return pre.relu()
 
 
 @register_architecture
@@ -110,10 +129,14 @@ class GatedSAE(SAE):
 
     architecture = "gated"
     saelens_name = "gated"
+    description = (
+        "a gate path picks the latents, a magnitude path sizes them (Rajamanoharan et al. 2024)"
+    )
+    has_b_enc = False  # b_gate plays its part; the SAELens keys are b_gate, r_mag, b_mag
+    firing_bias = "b_gate"
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
-        del self.b_enc
         dtype = self.W_enc.dtype
         self.b_gate = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype))
         self.r_mag = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype))
@@ -127,6 +150,10 @@ class GatedSAE(SAE):
     def pre_acts(self, x_c: Tensor) -> Tensor:
         return self.gate_and_magnitude(x_c)[0]
 
+    @staticmethod
+    def combine(pre_gate: Tensor, pre_mag: Tensor) -> Tensor:
+        """Dense latents (B, d_sae) from the two paths."""
+        return (pre_gate > 0) * pre_mag.relu()
+
     def select(self, x_c: Tensor) -> Latents:
-        pre_gate, pre_mag = self.gate_and_magnitude(x_c)
-        return coo_from_dense((pre_gate > 0) * pre_mag.relu())
+        return coo_from_dense(self.combine(*self.gate_and_magnitude(x_c)))

@@ -6,6 +6,11 @@
     x_hat   = latents @ W_dec + b_dec        (B, d_in)
 
 Weights use SAELens names and orientation: W_enc (d_in, d_sae), W_dec (d_sae, d_in).
+
+An architecture is a subclass plus ``register_architecture``: its class attributes
+(``architecture``, ``saelens_name``, ``description``, ``needs_k`` and the training constraints
+below) are its registry entry. How it trains is a ``TrainingRecipe`` registered under the same
+name in ``saescope.train`` (``sae/`` knows nothing about training).
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ class Latents(NamedTuple):
         return counts.index_add_(0, self.rows, (self.values != 0).float())
 
 
+def coo_from_dense(z: Tensor) -> Latents:
+    """Latents of a dense (B, d_sae) code; gradients flow through ``z``."""
+    rows, indices = z.nonzero(as_tuple=True)
+    return Latents(z[rows, indices], indices, rows, (z.shape[0], z.shape[1]))
+
+
 class SAEOutput(NamedTuple):
     x_hat: Tensor
     """(B, d_in) reconstruction."""
@@ -50,12 +61,31 @@ class SAEOutput(NamedTuple):
 
 
 class SAE(nn.Module):
-    """Base class; subclasses set ``architecture`` and implement ``select`` (or ``encode``)."""
+    """Base class; subclasses set the class attributes below and implement ``activation``
+    (or ``select``, or ``encode``)."""
 
     architecture: ClassVar[str]
-    needs_k: ClassVar[bool] = False
+    """The registry key, saved as ``saescope_architecture`` in cfg.json."""
     saelens_name: ClassVar[str]
     """The architecture name SAELens v6 uses in cfg.json."""
+    description: ClassVar[str]
+    """One line for help texts: the activation and its paper."""
+    needs_k: ClassVar[bool] = False
+    """``SAEConfig.k`` is required (0 < k <= d_sae)."""
+    has_b_enc: ClassVar[bool] = True
+    """The base class creates ``b_enc``; False for architectures with their own encoder biases."""
+    firing_bias: ClassVar[str] = "b_enc"
+    """The bias that decides whether a latent fires (resampling zeroes it)."""
+    constrain_decoder_norm: ClassVar[bool] = True
+    """``TrainConfig.decoder_norm`` applies; False where the loss itself weighs the decoder
+    norms (relu's L1 penalty), which a norm constraint would defeat."""
+    nonnegative_threshold: ClassVar[bool] = False
+    """A learned ``threshold`` parameter the trainer clamps at >= 0 after each step."""
+
+    W_enc: nn.Parameter
+    W_dec: nn.Parameter
+    b_enc: nn.Parameter
+    b_dec: nn.Parameter
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -68,7 +98,10 @@ class SAE(nn.Module):
         # (d_in, d_sae), tied at init. Stored column-major: W_enc.t() is then contiguous, which
         # the sparse kernels gather rows from, and their (d_sae, d_in) gradients need no transpose.
         self.W_enc = nn.Parameter(W_dec.clone().t())
-        self.b_enc = nn.Parameter(torch.zeros(n, dtype=dtype))
+        if self.has_b_enc:
+            self.b_enc = nn.Parameter(torch.zeros(n, dtype=dtype))
+        # b_dec after b_enc, subclasses' own parameters after b_dec: the optimizer state in
+        # checkpoints is keyed by parameter position, so this order is part of the format.
         self.b_dec = nn.Parameter(torch.zeros(d, dtype=dtype))
 
     # -- the pieces ------------------------------------------------------------------------------
@@ -89,9 +122,14 @@ class SAE(nn.Module):
     def pre_acts(self, x_c: Tensor) -> Tensor:
         return torch.addmm(self.b_enc, x_c, self.W_enc)  # (B, d_sae)
 
+    def activation(self, pre: Tensor) -> Tensor:
+        """Dense latents (B, d_sae) from pre-activations: the architecture's nonlinearity, the
+        one formula that inference and training objectives both call."""
+        raise NotImplementedError(f"{type(self).__name__} defines no activation")
+
     def select(self, x_c: Tensor) -> Latents:
         """The active latents for centred inputs ``x_c`` (B, d_in)."""
-        raise NotImplementedError
+        return coo_from_dense(self.activation(self.pre_acts(x_c)))
 
     # -- public API ------------------------------------------------------------------------------
 

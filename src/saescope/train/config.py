@@ -96,7 +96,8 @@ class DeadConfig:
     """Keeping latents alive."""
 
     method: DeadMethod | None = None
-    """None: auxk for topk/batchtopk, ghost for relu/gated/jumprelu."""
+    """None: the architecture's ``recipe_for(arch).default_dead_method`` (auxk for topk/batchtopk,
+    ghost for relu/gated/jumprelu); one it cannot use (auxk on relu) is refused."""
     window_tokens: int | None = None
     """A latent that has not fired for this many tokens counts as dead (None: a quarter of the
     training tokens, at most 1M, so that short runs get dead-latent help too)."""

@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from saescope.sae import SAE
-from saescope.sae.architectures import GatedSAE
 from saescope.train.optim import Adam
 
 
@@ -52,8 +51,8 @@ def resample_dead_(
 
     Each dead latent gets an input drawn with probability proportional to its squared error:
     its decoder row becomes that input's normalised residual, its encoder column the same
-    direction scaled to 0.2 x the mean live encoder norm, its bias 0, and its Adam state is
-    reset. Returns how many latents were resampled.
+    direction scaled to 0.2 x the mean live encoder norm, its firing bias (``SAE.firing_bias``)
+    0, and its Adam state is reset. Returns how many latents were resampled.
     """
     idx = dead.nonzero().squeeze(1)
     if len(idx) == 0:
@@ -66,7 +65,7 @@ def resample_dead_(
     enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
     sae.W_dec[idx] = direction
     sae.W_enc[:, idx] = direction.t() * 0.2 * enc_norm
-    bias: Tensor = sae.b_gate if isinstance(sae, GatedSAE) else sae.b_enc
+    bias = sae.get_parameter(type(sae).firing_bias)  # (d_sae,)
     bias[idx] = 0
     for param, dims in ((sae.W_dec, (idx,)), (sae.W_enc, (slice(None), idx)), (bias, (idx,))):
         for moment in optimizer.moments(param):

@@ -1,15 +1,17 @@
-"""Training objectives, one per architecture: pure functions of (SAE, batch, context).
+"""Training objectives, one per architecture, each registered with its ``TrainingRecipe``.
 
-Inputs are already normalised (E||x|| = sqrt(d)). Each returns the loss to minimise and what the
-trainer logs; none touches the optimizer. Reconstruction error is reported as FVU, the fraction
-of the batch's variance around its mean left unexplained.
+An objective maps (SAE, batch, ``StepContext``) to the loss to minimise and what the trainer
+logs; none touches the optimizer. It calls the SAE's own pre-activation and selection code and
+adds only losses and straight-through gradients. Not pure: BatchTopK's objective also moves the
+SAE's inference threshold (an EMA, all-reduced across data-parallel ranks).
+
+Inputs are already normalised (E||x|| = sqrt(d)). Reconstruction error is reported as FVU, the
+fraction of the batch's variance around its mean left unexplained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -18,37 +20,19 @@ from torch import Tensor
 from saescope.sae import SAE
 from saescope.sae.architectures import BatchTopKSAE, GatedSAE, JumpReLUSAE, TopKSAE
 from saescope.sae.kernels import sparse_decode, topk_coo
-from saescope.train.config import TrainConfig
+from saescope.train.config import DeadMethod
+from saescope.train.recipes import StepContext, StepOutput, TrainingRecipe, register_recipe
 
-
-@dataclass(frozen=True)
-class Context:
-    """What an objective may know about the run besides the batch."""
-
-    cfg: TrainConfig
-    dead: Tensor
-    """(d_sae,) bool: latents that have not fired within the dead window."""
-    progress: float
-    """Fraction of training done, in [0, 1)."""
-    dead_method: str
-    variance: float = 1.0
-    """E||x - mean||^2 of the (normalised) initialisation sample: the fixed denominator that
-    turns squared error into FVU units. Fixed, not per batch, so that the loss is a mean over
-    rows and data-parallel ranks average to exactly the single-process gradient."""
-    workspace: dict[str, Tensor] = field(default_factory=dict)
-    """Buffers the trainer keeps from step to step (the (B, d_sae) pre-activations): writing
-    into last step's memory spares the page faults of a fresh 100+ MB allocation."""
-
-
-class StepOutput(NamedTuple):
-    loss: Tensor
-    """Scalar to backpropagate."""
-    x_hat: Tensor
-    """(B, d) reconstruction, detached."""
-    counts: Tensor
-    """(d_sae,) rows of the batch on which each latent fired."""
-    metrics: dict[str, float]
-    """fvu, l0 and the architecture's own terms."""
+__all__ = [
+    "StepContext",
+    "StepOutput",
+    "batchtopk_objective",
+    "fvu",
+    "gated_objective",
+    "jumprelu_objective",
+    "relu_objective",
+    "topk_objective",
+]
 
 
 def fvu(x: Tensor, x_hat: Tensor) -> Tensor:
@@ -56,7 +40,7 @@ def fvu(x: Tensor, x_hat: Tensor) -> Tensor:
     return (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
 
 
-def _encoder_pre(sae: SAE, x_c: Tensor, ctx: Context) -> Tensor:
+def _encoder_pre(sae: SAE, x_c: Tensor, ctx: StepContext) -> Tensor:
     """Dense pre-activations (B, d_sae) without autograd, in the encoder dtype.
 
     With bf16 the matmul runs ~4x faster on CPUs with AVX512-BF16 and the pre-activations stay
@@ -76,9 +60,23 @@ def _encoder_pre(sae: SAE, x_c: Tensor, ctx: Context) -> Tensor:
         return torch.mm(x_c, W_enc, out=out).add_(b_enc)
 
 
-def topk_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
+def topk_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
     """Squared error in FVU units + aux_coef * AuxK (Gao et al. 2024): dead latents learn to
     explain the residual the live ones leave."""
+    return _topk(sae, x, ctx)[0]
+
+
+def batchtopk_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
+    """TopK's loss over the batch's B * k selection; the inference threshold follows the
+    smallest selected activation (an EMA at ``threshold_lr``, the same on every rank)."""
+    assert isinstance(sae, BatchTopKSAE)
+    out, values = _topk(sae, x, ctx)
+    _update_threshold_(sae, values, ctx.cfg.sparsity.threshold_lr)
+    return out
+
+
+def _topk(sae: SAE, x: Tensor, ctx: StepContext) -> tuple[StepOutput, Tensor]:
+    """The TopK-family step and the selected values (N,), detached."""
     assert isinstance(sae, TopKSAE)
     x = sae.check(x)
     with torch.no_grad():
@@ -88,17 +86,15 @@ def topk_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     mse, batch_fvu = _mse_and_fvu(x, x_hat)
     loss = mse / ctx.variance
     metrics = {"fvu": batch_fvu, "l0": len(latents.values) / len(x)}
-    if isinstance(sae, BatchTopKSAE):
-        _update_threshold_(sae, latents.values, ctx.cfg.sparsity.threshold_lr)
     if ctx.dead_method == "auxk" and ctx.dead.any():
         aux = _auxk(sae, x, x_hat, pre, ctx)
         loss = loss + ctx.cfg.dead.aux_coef * aux
         metrics["auxk"] = float(aux.detach())
     counts = torch.bincount(latents.indices[latents.values > 0], minlength=sae.cfg.d_sae)
-    return StepOutput(loss, x_hat.detach(), counts, metrics)
+    return StepOutput(loss, x_hat.detach(), counts, metrics), latents.values.detach()
 
 
-def _auxk(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, ctx: Context) -> Tensor:
+def _auxk(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, ctx: StepContext) -> Tensor:
     dead = ctx.dead.nonzero().squeeze(1)
     k_aux = min(ctx.cfg.dead.aux_k or sae.cfg.d_in // 2, len(dead))
     # The top k_aux among the dead latents only: a (B, n_dead) slice, not a masked (B, d_sae) copy.
@@ -132,16 +128,18 @@ def _mse_and_fvu(x: Tensor, x_hat: Tensor) -> tuple[Tensor, float]:
     return sse.mean(), float(sse.detach().sum() / total)
 
 
-def _l1_coef(ctx: Context) -> float:
+def _l1_coef(ctx: StepContext) -> float:
     warm = ctx.cfg.sparsity.l1_warmup
     return ctx.cfg.sparsity.l1_coef * (min(1.0, ctx.progress / warm) if warm > 0 else 1.0)
 
 
-def relu_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
-    """MSE + lambda * sum_i f_i ||W_dec,i|| (Anthropic, April 2024), lambda warmed up."""
+def relu_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
+    """MSE + lambda * sum_i f_i ||W_dec,i|| (Anthropic, April 2024), lambda warmed up.
+
+    Any architecture with a dense ``activation`` trains with it (f = activation(pre))."""
     x_c = sae.center(x)
     pre = sae.pre_acts(x_c)  # (B, d_sae)
-    z = pre.relu()
+    z = sae.activation(pre)  # (B, d_sae)
     x_hat = z @ sae.W_dec + sae.b_dec
     l1 = (z * sae.W_dec.norm(dim=1)).sum(-1).mean()
     mse = _mse(x, x_hat)
@@ -155,13 +153,13 @@ def relu_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     return StepOutput(loss, x_hat.detach(), (z > 0).sum(0), metrics)
 
 
-def gated_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
+def gated_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
     """MSE + lambda * ||ReLU(pi_gate) * ||W_dec||||_1 + aux reconstruction from the gate path
     through a frozen decoder (Rajamanoharan et al. 2024)."""
     assert isinstance(sae, GatedSAE)
     x_c = sae.center(x)
     pre_gate, pre_mag = sae.gate_and_magnitude(x_c)
-    z = (pre_gate > 0) * pre_mag.relu()
+    z = sae.combine(pre_gate, pre_mag)  # (B, d_sae)
     x_hat = z @ sae.W_dec + sae.b_dec
     gate = pre_gate.relu()
     l1 = (gate * sae.W_dec.norm(dim=1)).sum(-1).mean()
@@ -177,32 +175,33 @@ def gated_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
     return StepOutput(loss, x_hat.detach(), (z > 0).sum(0), metrics)
 
 
-class _JumpReLU(torch.autograd.Function):
-    """pre * H(pre - t); d/dt by a straight-through estimator with a rectangle kernel."""
+class _JumpReLUSTE(torch.autograd.Function):
+    """``JumpReLUSAE.jump(pre, t)``; d/dt by a straight-through estimator with a rectangle
+    kernel, scaled by the size of the jump at pre = t, ReLU(t)."""
 
     @staticmethod
     def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
-        return pre * (pre > threshold)
+        return JumpReLUSAE.jump(pre, threshold)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         near = ((pre - threshold).abs() < eps / 2).to(grad.dtype)
-        grad_t = -(threshold / eps) * near * grad
-        return grad * (pre > threshold), grad_t.sum(0), None
+        grad_t = -(threshold.clamp(min=0) / eps) * near * grad
+        return grad * JumpReLUSAE.fires(pre, threshold), grad_t.sum(0), None
 
 
-class _Step(torch.autograd.Function):
-    """H(pre - t) for the L0 penalty; gradient reaches only the threshold."""
+class _HeavisideSTE(torch.autograd.Function):
+    """H for the L0 penalty: 1 where ``JumpReLUSAE.fires``; gradient reaches only the threshold."""
 
     @staticmethod
     def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
-        return (pre > threshold).to(pre.dtype)
+        return JumpReLUSAE.fires(pre, threshold).to(pre.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
@@ -212,16 +211,16 @@ class _Step(torch.autograd.Function):
         return None, (-(1 / eps) * near * grad).sum(0), None
 
 
-def jumprelu_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
+def jumprelu_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
     """MSE + lambda * L0, both differentiable in the thresholds through the STE
     (Rajamanoharan et al. 2024, Gemma Scope)."""
     assert isinstance(sae, JumpReLUSAE)
     x_c = sae.center(x)
     pre = sae.pre_acts(x_c)
     bandwidth = ctx.cfg.sparsity.bandwidth
-    z = _JumpReLU.apply(pre, sae.threshold, bandwidth)
+    z = _JumpReLUSTE.apply(pre, sae.threshold, bandwidth)  # (B, d_sae)
     x_hat = z @ sae.W_dec + sae.b_dec
-    l0 = _Step.apply(pre, sae.threshold, bandwidth).sum(-1).mean()
+    l0 = _HeavisideSTE.apply(pre, sae.threshold, bandwidth).sum(-1).mean()
     loss = _mse(x, x_hat) + ctx.cfg.sparsity.l0_coef * l0
     metrics = {"fvu": float(fvu(x, x_hat.detach())), "l0": float(l0.detach())}
     loss = loss + _ghost(sae, x, x_hat, pre, ctx, metrics)
@@ -229,7 +228,7 @@ def jumprelu_objective(sae: SAE, x: Tensor, ctx: Context) -> StepOutput:
 
 
 def _ghost(
-    sae: SAE, x: Tensor, x_hat: Tensor, pre: Tensor, ctx: Context, metrics: dict[str, float]
+    sae: SAE, x: Tensor, x_hat: Tensor, pre: Tensor, ctx: StepContext, metrics: dict[str, float]
 ) -> Tensor:
     """Ghost grads with the GDM rescaling: dead latents, through exp(min(pre, 0)), fit half the
     residual; the term is scaled to the main MSE and by the dead fraction."""
@@ -247,20 +246,11 @@ def _ghost(
     return term
 
 
-Objective = Callable[[SAE, Tensor, Context], StepOutput]
-
-OBJECTIVES: dict[str, Objective] = {
-    "topk": topk_objective,
-    "batchtopk": topk_objective,
-    "relu": relu_objective,
-    "gated": gated_objective,
-    "jumprelu": jumprelu_objective,
-}
-
-DEFAULT_DEAD_METHOD = {
-    "topk": "auxk",
-    "batchtopk": "auxk",
-    "relu": "ghost",
-    "gated": "ghost",
-    "jumprelu": "ghost",
-}
+# The training half of each built-in architecture (``saescope.sae.architectures``).
+_AUXK: tuple[DeadMethod, ...] = ("auxk",)
+_GHOST: tuple[DeadMethod, ...] = ("ghost",)
+register_recipe("topk", TrainingRecipe(topk_objective, "auxk", _AUXK))
+register_recipe("batchtopk", TrainingRecipe(batchtopk_objective, "auxk", _AUXK))
+register_recipe("jumprelu", TrainingRecipe(jumprelu_objective, "ghost", _GHOST))
+register_recipe("relu", TrainingRecipe(relu_objective, "ghost", _GHOST))
+register_recipe("gated", TrainingRecipe(gated_objective, "ghost", _GHOST))

@@ -18,8 +18,8 @@ from saescope.sae import SAE, build_sae
 from saescope.train import checkpoint as ckpt
 from saescope.train.config import TrainConfig
 from saescope.train.dead import FiringTracker, resample_dead_
-from saescope.train.objectives import DEFAULT_DEAD_METHOD, OBJECTIVES, Context
 from saescope.train.optim import Adam
+from saescope.train.recipes import StepContext, recipe_for
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,17 @@ class SAETrainer:
 
     def __init__(self, sae: SAE, cfg: TrainConfig, name: str = "sae") -> None:
         self.sae, self.cfg, self.name = sae.train(), cfg, name
-        arch = sae.cfg.architecture
-        self.objective = OBJECTIVES[arch]
-        self.dead_method = cfg.dead.method or DEFAULT_DEAD_METHOD[arch]
-        self.unit_norm = cfg.decoder_norm == "unit" and arch != "relu"
-        self.norm_cap = cfg.decoder_norm == "at_most_one" and arch != "relu"
+        arch, recipe = type(sae), recipe_for(sae.cfg.architecture)
+        self.objective = recipe.objective
+        self.dead_method = cfg.dead.method or recipe.default_dead_method
+        if self.dead_method not in recipe.dead_methods:
+            raise SaescopeError(
+                f"{name}: dead-latent method {self.dead_method!r} does not apply to "
+                f"{arch.architecture}; use one of {', '.join(recipe.dead_methods)}"
+            )
+        self.unit_norm = cfg.decoder_norm == "unit" and arch.constrain_decoder_norm
+        self.norm_cap = cfg.decoder_norm == "at_most_one" and arch.constrain_decoder_norm
+        self.clamp_threshold = arch.nonnegative_threshold
         self.lr = cfg.optim.lr or 8e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
         self.optimizer = Adam(sae.parameters(), lr=self.lr, betas=cfg.optim.betas)
         window = cfg.dead.window_tokens or min(1_000_000, max(cfg.tokens // 4, cfg.batch_size))
@@ -82,7 +88,7 @@ class SAETrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * self.lr_factor(self.step_count)
         x = x.to(self.sae.W_enc) * self.scale
-        ctx = Context(
+        ctx = StepContext(
             self.cfg,
             self.tracker.dead,
             self.step_count / self.cfg.steps,
@@ -123,8 +129,8 @@ class SAETrainer:
             self.sae.set_decoder_norm_to_unit_norm_()
         elif self.norm_cap:
             self.sae.W_dec.div_(self.sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1.0))
-        if hasattr(self.sae, "threshold") and isinstance(self.sae.threshold, torch.nn.Parameter):
-            self.sae.threshold.clamp_(min=0)
+        if self.clamp_threshold:
+            self.sae.get_parameter("threshold").clamp_(min=0)
         every = self.cfg.dead.resample_every
         if self.dead_method == "resample" and self.step_count and self.step_count % every == 0:
             n = resample_dead_(
