@@ -21,7 +21,7 @@ from saescope.interpret.neurons import Example
 from saescope.interpret.query import FeatureIndex
 from saescope.interpret.sources import sae_source
 from saescope.models import load_model
-from saescope.recipes import SAESpec, train_from_cache
+from saescope.jobs import SAESpec, train_from_cache
 from saescope.sae import load_sae
 from saescope.train import TrainConfig
 

@@ -11,8 +11,8 @@ from saescope import cli
 from saescope.activations import open_activations
 from saescope.data import ContextConfig
 from saescope.errors import SaescopeError
+from saescope.jobs import train_saes
 from saescope.models import load_model
-from saescope.recipes import train_saes
 from saescope.sae import ARCHITECTURES, load_sae
 from saescope.train import TrainConfig
 from saescope.train.config import DeadMethod

@@ -34,7 +34,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "evaluate": {"sae", "models", "data", "activations"},
     "interpret": {"sae", "models", "data", "activations", "evaluate"},
     "steer": {"sae", "models", "data", "activations", "evaluate", "interpret"},
-    "recipes": {"sae", "models", "data", "activations", "train", "evaluate"},
+    "jobs": {"sae", "models", "data", "activations", "train", "evaluate"},
 }
 """Layers each layer may import besides itself and the helpers."""
 MUST_NOT_KNOW = {
@@ -46,7 +46,7 @@ MUST_NOT_KNOW = {
     "evaluate": "training",
     "interpret": "the web server",
     "steer": "the web server",
-    "recipes": "the CLI and the web server",
+    "jobs": "the CLI and the web server",
 }
 """DESIGN.md's "must not know about" column, quoted in failures."""
 

@@ -21,8 +21,8 @@ from saescope.activations import capture, open_activations
 from saescope.activations.manifest import MANIFEST
 from saescope.data import load_corpus
 from saescope.evaluate.run import evaluate_saes
+from saescope.jobs import SAESpec, TrainedSAE, train_saes
 from saescope.models import DEFAULT_MODEL, LanguageModel, load_model
-from saescope.recipes import SAESpec, TrainedSAE, train_saes
 from saescope.sae import load_sae
 from saescope.train.checkpoint import has_checkpoint
 

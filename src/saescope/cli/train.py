@@ -26,7 +26,7 @@ from saescope.train.loggers import TRACKERS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from saescope.recipes import train_saes
+    from saescope.jobs import train_saes
 
     if args.site and len(args.site) > 1:
         raise SaescopeError(f"train takes one --site, got {len(args.site)}: {args.site}")
