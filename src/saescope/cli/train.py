@@ -21,7 +21,7 @@ from saescope.cli.common import (
 )
 from saescope.errors import SaescopeError
 from saescope.sae import ARCHITECTURES
-from saescope.train import DeadConfig, OptimConfig, SparsityConfig, TrainConfig
+from saescope.train import DeadConfig, OptimConfig, SparsityConfig, TrainConfig, recipe_for
 from saescope.train.loggers import TRACKERS
 
 
@@ -114,7 +114,8 @@ def register(sub: Any) -> None:
         "--arch",
         type=_architectures,
         default=["topk"],
-        help="architecture(s): " + ", ".join(sorted(ARCHITECTURES)),
+        help="architecture(s), comma-separated: "
+        + "; ".join(f"{name}: {cls.description}" for name, cls in sorted(ARCHITECTURES.items())),
     )
     p.add_argument("--width", type=ints, default=None, help="latents, e.g. 8192 or 4096,16384")
     p.add_argument(
@@ -148,7 +149,15 @@ def register(sub: Any) -> None:
     )
     add_field(p, "--l1", SparsityConfig, "l1_coef")
     add_field(p, "--l0-coef", SparsityConfig, "l0_coef")
-    add_field(p, "--dead", DeadConfig, "method")
+    add_field(
+        p,
+        "--dead",
+        DeadConfig,
+        "method",
+        help="dead-latent method (default per architecture: "
+        + ", ".join(f"{a} {recipe_for(a).default_dead_method}" for a in sorted(ARCHITECTURES))
+        + ")",
+    )
     add_field(p, "--dead-window", DeadConfig, "window_tokens")
     add_field(
         p,
