@@ -108,3 +108,12 @@ def test_bad_configs_and_inputs_are_clear_errors(tmp_path) -> None:
     (tmp_path / "s" / "cfg.json").write_text(json.dumps({**cfg, "d_sae": 32}))
     with pytest.raises(SaescopeError, match="does not match"):
         load_sae(tmp_path / "s")
+
+
+def test_build_sae_seeds_locally_and_unseeded_builds_differ() -> None:
+    cfg = SAEConfig(d_in=8, d_sae=16, architecture="relu")
+    state = torch.random.get_rng_state()
+    a, b = build_sae(cfg, seed=1), build_sae(cfg, seed=1)
+    assert torch.equal(a.W_dec, b.W_dec)
+    assert torch.equal(torch.random.get_rng_state(), state)  # a seeded build leaves it alone
+    assert not torch.equal(build_sae(cfg).W_dec, build_sae(cfg).W_dec)

@@ -8,12 +8,14 @@ from saescope.sae.site import sae_site
 
 
 def build_sae(cfg: SAEConfig, seed: int | None = None) -> SAE:
-    """A freshly initialised SAE of ``cfg.architecture`` (reproducible given ``seed``)."""
+    """A freshly initialised SAE of ``cfg.architecture``: reproducible given ``seed``, leaving
+    the global random state as it was; without a seed, drawn from (and advancing) it."""
     import torch
 
+    if seed is None:
+        return ARCHITECTURES[cfg.architecture](cfg)
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        torch.manual_seed(seed)
         return ARCHITECTURES[cfg.architecture](cfg)
 
 
