@@ -7,7 +7,6 @@ quickstart.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from saescope._dist import Rank
+from saescope._files import strict_json
 from saescope.activations import ActivationCache, open_activations, stream_activations
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
@@ -190,14 +190,14 @@ def _finish(
     for trainer, sae in zip(trainers, saes, strict=True):
         stats = reconstruction_stats(sae, heldout()) if heldout is not None else None
         if stats is not None:
-            (out / trainer.name / "heldout.json").write_text(json.dumps(stats.to_dict(), indent=1))
+            (out / trainer.name / "heldout.json").write_text(strict_json(stats.to_dict()))
         results.append(TrainedSAE(trainer.name, sae, stats, out / trainer.name))
         summary[trainer.name] = {
             "heldout": stats.to_dict() if stats else None,
             "train_tokens": trainer.tracker.tokens,
             "dead_fraction_train": float(trainer.tracker.dead.float().mean()),
         }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.json").write_text(strict_json(summary))
     return results
 
 
@@ -227,6 +227,8 @@ def evaluate_saes(
     if cache_dir is None and model is None:
         raise SaescopeError("evaluation needs activations: give a cache (--acts) or a model")
     saes = {Path(d).name: (str(d), load_sae(d)) for d in sae_dirs}
+    for path, sae in saes.values():
+        sae_site(sae, path)  # a bad site in cfg.json is refused naming the file, before any work
     cache = open_activations(cache_dir) if cache_dir is not None else None
     for name, (_, sae) in saes.items():
         _check_compatible(name, sae, cache, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -41,13 +42,20 @@ class EvalResult:
         }
 
 
-def sae_site(sae: SAE) -> str:
-    """The site an SAE was trained on, from its metadata (either spelling)."""
+def sae_site(sae: SAE, source: str | Path | None = None) -> str:
+    """The site an SAE was trained on, from its metadata (either spelling).
+
+    ``source``, the SAE's directory where known, is named in the error.
+    """
     meta = sae.cfg.metadata
     name = meta.site or meta.hook_name
+    where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
     if name is None:
-        raise SaescopeError("the SAE's cfg.json names no site (metadata.hook_name)")
-    return Site.parse(name).name
+        raise SaescopeError(f"{where}metadata names no site (metadata.site or hook_name)")
+    try:
+        return Site.parse(name).name
+    except SaescopeError as err:
+        raise SaescopeError(f"{where}metadata site {name!r}: {err}") from err
 
 
 def evaluate(
@@ -62,7 +70,7 @@ def evaluate(
     """Reconstruction and latent statistics on ``activations`` (batches of (B, d_in)), the
     dictionary's geometry, and with ``model`` and ``token_batches`` ((B, T) token ids) the
     next-token losses with the SAE spliced in at its site."""
-    site = sae_site(sae)
+    site = sae_site(sae, path or None)
     stats = reconstruction_stats(sae, activations)
     spliced = None
     if model is not None and token_batches is not None:

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from saescope._files import strict_json
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.interpret.collect import Batch, CollectConfig, FeatureCollector
@@ -112,7 +113,7 @@ def save_state(out: Path, collector: FeatureCollector, meta: dict[str, Any]) -> 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "state.tmp"
     save_file({k: v.contiguous() for k, v in collector.state().items()}, str(tmp))
-    (folder / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
+    (folder / "meta.json.tmp").write_text(strict_json(meta))
     tmp.replace(folder / "state.safetensors")
     (folder / "meta.json.tmp").replace(folder / "meta.json")
 
@@ -125,7 +126,7 @@ def load_state(out: Path, meta: dict[str, Any]) -> tuple[dict[str, Tensor], int]
         return None
     saved = json.loads((folder / "meta.json").read_text())
     for key, value in meta.items():
-        if saved.get(key) != json.loads(json.dumps(value)):
+        if saved.get(key) != json.loads(strict_json(value)):
             raise SaescopeError(
                 f"the interrupted build in {folder} was made with {key}={saved.get(key)!r}, "
                 f"this one has {value!r}; delete {folder} to start over"

@@ -10,7 +10,6 @@ with its seed) gives the same final weights as an uninterrupted run.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from saescope._files import strict_json
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, save_sae
@@ -144,7 +144,7 @@ def _start_run(trainers: list[SAETrainer], root: Path, write: bool) -> None:
             continue
         directory.mkdir(parents=True, exist_ok=True)
         config = _configs([trainer])[trainer.name]
-        (directory / "config.json").write_text(json.dumps(config, indent=1))
+        (directory / "config.json").write_text(strict_json(config))
         (directory / "metrics.jsonl").write_text("")
 
 
@@ -168,7 +168,7 @@ def _log(
             **m,
         }
         with (root / trainer.name / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_json(record, indent=None) + "\n")
         for tracker in trackers:
             tracker.log(trainer.name, trainer.step_count, record)
 
