@@ -1,13 +1,17 @@
 """File helpers every layer may use: atomic writes (a reader sees the old file or the new one),
-and an exclusive lock on an output directory (one writer at a time)."""
+an exclusive lock on an output directory (one writer at a time) and strict JSON (what every
+parser accepts, JavaScript's ``JSON.parse`` included)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from saescope.errors import SaescopeError
 
@@ -68,3 +72,23 @@ def exclusive(directory: Path, what: str, name: str = LOCK) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def strict_json(obj: Any, indent: int | None = 1) -> str:
+    """``obj`` as strict JSON text: every NaN, inf and -inf float becomes ``null``.
+
+    Python's ``json`` writes ``NaN`` / ``-Infinity`` literals, which are not JSON; a metric that
+    is undefined (the log10 density of a latent that never fired, a ratio over zero) is
+    ``null`` instead. ``allow_nan=False`` guards that nothing non-finite slipped through.
+    """
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    return obj

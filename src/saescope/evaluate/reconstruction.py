@@ -66,11 +66,26 @@ class ReconstructionStats:
         return {k: getattr(self, k) for k in SCALARS}
 
 
+def _check_finite(x: Tensor, number: int, rows_before: int, what: str, advice: str) -> None:
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise SaescopeError(
+            f"{what} {number} (counting from 0) holds {int(bad.sum())} NaN/inf values, first at "
+            f"index {first} (row {rows_before + first[0]} of the stream); metrics over it would "
+            f"be NaN: {advice}"
+        )
+
+
 @torch.no_grad()
 def reconstruction_stats(
     sae: SAE, batches: Iterable[Tensor], sample: int = 200_000
 ) -> ReconstructionStats:
-    """Metrics of ``sae`` over ``batches`` of raw activations (B, d_in)."""
+    """Metrics of ``sae`` over ``batches`` of raw activations (B, d_in).
+
+    Refuses a batch holding NaN or inf (naming the batch, row and column) and an SAE whose
+    reconstruction of finite input is not finite, so a NaN never reaches the FVU.
+    """
     acc = {k: 0.0 for k in ("sse", "sq", "cos", "ratio", "hat_sq", "dot")}
     n = 0
     total = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
@@ -78,9 +93,13 @@ def reconstruction_stats(
     l0_counts = torch.zeros(1, dtype=torch.long)
     values: list[Tensor] = []
     kept = 0
-    for x in batches:
+    for number, x in enumerate(batches):
         x = x.to(sae.W_enc.device, torch.float32)
+        _check_finite(x, number, n, "activation batch", "fix or drop those rows")
         out = sae(x)
+        _check_finite(
+            out.x_hat, number, n, "the SAE's reconstruction of batch", "check the SAE's weights"
+        )
         x64, hat = x.double(), out.x_hat.double()
         acc["sse"] += float((x64 - hat).pow(2).sum())
         acc["sq"] += float(x64.pow(2).sum())

@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
+from saescope._files import strict_json
 from saescope._plotting import pyplot
 from saescope.evaluate.reconstruction import SCALARS
 from saescope.evaluate.result import EvalResult
@@ -42,7 +42,8 @@ def _histograms(result: EvalResult) -> list[str]:
     ax.set(xlabel="active latents per token (L0)", ylabel="tokens", title=f"L0, mean {r.l0:.1f}")
     figures.append(_png(fig))
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(r.activations.numpy(), bins=60, color="#b5651d", log=True)
+    # No latent fired: an empty histogram, and a log axis over nothing would warn.
+    ax.hist(r.activations.numpy(), bins=60, color="#b5651d", log=len(r.activations) > 0)
     ax.set(xlabel="activation (non-zero)", ylabel="count", title="activation magnitudes")
     figures.append(_png(fig))
     return figures
@@ -72,7 +73,7 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     metrics = {"format": FORMAT, "context": context, "saes": {r.name: r.to_dict() for r in results}}
-    (root / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (root / "metrics.json").write_text(strict_json(metrics))
     columns = {
         "reconstruction": list(SCALARS),
         "spliced": [

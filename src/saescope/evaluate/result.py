@@ -52,7 +52,7 @@ def evaluate(
     """Reconstruction and latent statistics on ``activations`` (batches of (B, d_in)), the
     dictionary's geometry, and with ``model`` and ``token_batches`` ((B, T) token ids) the
     next-token losses with the SAE spliced in at its site."""
-    site = sae_site(sae)
+    site = sae_site(sae, path or None)
     stats = reconstruction_stats(sae, activations)
     spliced = None
     if model is not None and token_batches is not None:

@@ -43,6 +43,8 @@ def evaluate_saes(
     if cache_dir is None and model is None:
         raise SaescopeError("evaluation needs activations: give a cache (--acts) or a model")
     saes = {Path(d).name: (str(d), load_sae(d)) for d in sae_dirs}
+    for path, sae in saes.values():
+        sae_site(sae, path)  # a bad site in cfg.json is refused naming the file, before any work
     cache = open_activations(cache_dir) if cache_dir is not None else None
     for name, (_, sae) in saes.items():
         check_compatible(name, sae, cache, model)
@@ -57,7 +59,7 @@ def evaluate_saes(
             )
     results = []
     for name, (path, sae) in saes.items():
-        site = sae_site(sae)
+        site = sae_site(sae, path)
         if cache is not None:
             everything = list(range(len(cache.manifest.shards)))
             held = cache.split(tokens)[1] if tokens < len(cache) else everything

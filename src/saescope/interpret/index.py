@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from saescope._files import exclusive, write_atomic
+from saescope._files import exclusive, strict_json, write_atomic
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.interpret.collect import Batch, CollectConfig, FeatureCollector
@@ -172,7 +172,7 @@ def save_state(out: Path, collector: FeatureCollector, meta: dict[str, Any]) -> 
     folder = partial_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in collector.state().items()}
-    data = save(tensors, metadata={STATE_KEY: json.dumps(meta)})
+    data = save(tensors, metadata={STATE_KEY: strict_json(meta, indent=None)})
     write_atomic(folder / STATE_FILE, data)
 
 
@@ -199,7 +199,7 @@ def load_state(out: Path, meta: dict[str, Any]) -> tuple[dict[str, Tensor], int]
             f"{path} is not a readable index-build state ({e}); delete {folder} to start over"
         ) from e
     for key, value in meta.items():
-        if saved.get(key) != json.loads(json.dumps(value)):
+        if saved.get(key) != json.loads(strict_json(value)):
             raise SaescopeError(
                 f"the interrupted build in {folder} was made with {key}={saved.get(key)!r}, "
                 f"this one has {value!r}; delete {folder} to start over"

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from saescope._files import strict_json
 from saescope.errors import SaescopeError
 
 FORMAT = "saescope.index/2"
@@ -120,7 +121,8 @@ def create(path: Path) -> sqlite3.Connection:
 
 def write_meta(db: sqlite3.Connection, meta: dict[str, Any]) -> None:
     db.executemany(
-        "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()]
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+        [(k, strict_json(v, indent=None)) for k, v in meta.items()],
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -13,6 +12,7 @@ import torch
 from torch import Tensor
 
 from saescope._dist import Rank, init_distributed
+from saescope._files import strict_json
 from saescope.activations import ActivationCache, open_activations, stream_activations
 from saescope.data import ContextConfig, Corpus, load_corpus
 from saescope.errors import SaescopeError
@@ -190,14 +190,14 @@ def _finish(
     for trainer, sae in zip(trainers, saes, strict=True):
         stats = reconstruction_stats(sae, heldout()) if heldout is not None else None
         if stats is not None:
-            (out / trainer.name / "heldout.json").write_text(json.dumps(stats.to_dict(), indent=1))
+            (out / trainer.name / "heldout.json").write_text(strict_json(stats.to_dict()))
         results.append(TrainedSAE(trainer.name, sae, stats, out / trainer.name))
         summary[trainer.name] = {
             "heldout": stats.to_dict() if stats else None,
             "train_tokens": trainer.tracker.tokens,
             "dead_fraction_train": float(trainer.tracker.dead.float().mean()),
         }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.json").write_text(strict_json(summary))
     return results
 
 

@@ -94,7 +94,8 @@ def load_model(
     """Load a causal LM and its tokenizer, in eval mode with gradients off.
 
     ``name_or_path``: ``gemma-3-270m`` (the embedded default), a ``.gguf`` file, a local
-    directory saved by ``save_pretrained``, or a hub id.
+    directory saved by ``save_pretrained`` (safetensors weights; a directory holding only a
+    pickled ``pytorch_model.bin`` is refused), or a hub id.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -115,6 +116,8 @@ def load_model(
                 "save_pretrained, a .gguf file, a hub id, or the alias " + DEFAULT_MODEL
             )
         else:
+            if path.is_dir():
+                _check_safetensors(path)
             source = str(path) if path.exists() else name_or_path
     start = time.perf_counter()
     try:
@@ -125,11 +128,26 @@ def load_model(
             f"could not load model {name_or_path!r}: not the alias {DEFAULT_MODEL!r}, not a local "
             f"path, and not found on the Hugging Face hub or in its local cache ({err})"
         ) from err
+    except ValueError as err:  # e.g. a directory without tokenizer files; multi-line upstream
+        raise SaescopeError(
+            f"could not load model {name_or_path!r}: {' '.join(str(err).split())}"
+        ) from err
     hf.to(dev)
     log.info(
         "loaded %s in %.1fs (%s, %s)", name_or_path, time.perf_counter() - start, dev, torch_dtype
     )
     return LanguageModel.wrap(hf, tokenizer, name=name_or_path)
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse a directory whose weights are only pickles: loading one can run code."""
+    if any(path.glob("*.safetensors")) or not any(path.glob("pytorch_model*.bin")):
+        return
+    raise SaescopeError(
+        f"{path} holds only a pickled pytorch_model.bin; saescope loads safetensors only "
+        "(convert it where you trust the file: AutoModelForCausalLM.from_pretrained(DIR)"
+        ".save_pretrained(NEW_DIR) writes model.safetensors)"
+    )
 
 
 def default_model_dir() -> Path:

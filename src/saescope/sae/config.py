@@ -7,6 +7,19 @@ from typing import Any
 
 from saescope.errors import SaescopeError
 
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+"""The torch floating dtypes an SAE's weights may have (``SAEConfig.dtype``)."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_optional(name: str, value: object, kind: type, what: str) -> None:
+    ok = _is_int(value) if kind is int else isinstance(value, kind)
+    if value is not None and not ok:
+        raise SaescopeError(f"{name} must be {what} or null, found {value!r}")
+
 
 @dataclass(frozen=True)
 class SAEMetadata:
@@ -24,6 +37,16 @@ class SAEMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else worth keeping (training tokens, final metrics, ...)."""
 
+    def __post_init__(self) -> None:
+        for name in ("model_name", "hook_name", "site", "dataset_path"):
+            _check_optional(f"metadata.{name}", getattr(self, name), str, "a string")
+        _check_optional("metadata.context_size", self.context_size, int, "an integer")
+        for name in ("prepend_bos", "exclude_special_tokens"):
+            if not isinstance(getattr(self, name), bool):
+                raise SaescopeError(
+                    f"metadata.{name} must be true or false, found {getattr(self, name)!r}"
+                )
+
 
 @dataclass(frozen=True)
 class SAEConfig:
@@ -38,12 +61,28 @@ class SAEConfig:
     apply_b_dec_to_input: bool = True
     """Subtract b_dec from the input before encoding (the pre-encoder bias)."""
     dtype: str = "float32"
+    """The weights' torch dtype, one of ``DTYPES``."""
     metadata: SAEMetadata = field(default_factory=SAEMetadata)
 
     def __post_init__(self) -> None:
         from saescope.sae.registry import ARCHITECTURES
 
-        if self.architecture not in ARCHITECTURES:
+        # Types first: a float d_in would be truncated by int() and a string k would fail
+        # later with a TypeError deep inside an encoder.
+        for name in ("d_in", "d_sae"):
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise SaescopeError(f"{name} must be an integer, found {value!r}")
+        _check_optional("k", self.k, int, "an integer")
+        if not isinstance(self.apply_b_dec_to_input, bool):
+            raise SaescopeError(
+                f"apply_b_dec_to_input must be true or false, found {self.apply_b_dec_to_input!r}"
+            )
+        if self.dtype not in DTYPES:
+            raise SaescopeError(f"dtype must be one of {', '.join(DTYPES)}, found {self.dtype!r}")
+        if not isinstance(self.metadata, SAEMetadata):
+            raise SaescopeError(f"metadata must be an SAEMetadata, found {self.metadata!r}")
+        if not isinstance(self.architecture, str) or self.architecture not in ARCHITECTURES:
             raise SaescopeError(
                 f"unknown SAE architecture {self.architecture!r}; expected one of "
                 f"{', '.join(sorted(ARCHITECTURES))}"

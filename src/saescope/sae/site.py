@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from saescope._sites import Site
 from saescope.errors import SaescopeError
 from saescope.sae.base import SAE
 
 
-def sae_site(sae: SAE) -> str:
-    """The site an SAE was trained on, from its metadata (either spelling), as ``layers.i.kind``."""
+def sae_site(sae: SAE, source: str | Path | None = None) -> str:
+    """The site an SAE was trained on, from its metadata (either spelling), as ``layers.i.kind``.
+
+    ``source``, the SAE's directory where known, is named in the error.
+    """
     meta = sae.cfg.metadata
     name = meta.site or meta.hook_name
+    where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
     if name is None:
         raise SaescopeError(
-            "the SAE's cfg.json names no site (metadata.site or metadata.hook_name); "
+            f"{where}metadata names no site (metadata.site or metadata.hook_name); "
             "pass the site explicitly or add it to cfg.json"
         )
-    return Site.parse(name).name
+    try:
+        return Site.parse(name).name
+    except SaescopeError as err:
+        raise SaescopeError(f"{where}metadata site {name!r}: {err}") from err

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saescope._files import exclusive, write_atomic
+from saescope._files import exclusive, strict_json, write_atomic
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, save_sae
@@ -199,7 +199,7 @@ def _start_run(trainers: list[SAETrainer], root: Path, write: bool) -> None:
             continue
         directory.mkdir(parents=True, exist_ok=True)
         config = _configs([trainer])[trainer.name]
-        write_atomic(directory / "config.json", json.dumps(config, indent=1).encode())
+        write_atomic(directory / "config.json", strict_json(config).encode())
         (directory / "metrics.jsonl").write_text("")
 
 
@@ -223,7 +223,7 @@ def _log(
             **m,
         }
         with (root / trainer.name / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_json(record, indent=None) + "\n")
         for tracker in trackers:
             tracker.log(trainer.name, trainer.step_count, record)
 
@@ -257,7 +257,7 @@ def _resume(trainers: list[SAETrainer], root: Path, write: bool) -> int:
         for trainer in trainers:
             _drop_metrics_after(root / trainer.name / "metrics.jsonl", step)
             config = _configs([trainer])[trainer.name]  # with the free fields' new values
-            write_atomic(root / trainer.name / "config.json", json.dumps(config, indent=1).encode())
+            write_atomic(root / trainer.name / "config.json", strict_json(config).encode())
     return drawn
 
 
