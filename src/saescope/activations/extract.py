@@ -44,7 +44,8 @@ def check_context_size(model: LanguageModel, size: int) -> None:
         )
 
 
-@torch.inference_mode()
+# no_grad, not inference_mode: callers may edit the rows in place (inference tensors refuse it)
+@torch.no_grad()
 def site_rows(
     model: LanguageModel,
     input_ids: Tensor,
