@@ -90,7 +90,7 @@ def test_nan_rows_are_refused_by_every_reader(model, corpus, tmp_path, monkeypat
     real = extract.run_with_cache
 
     def one_nan(model, input_ids, sites):
-        acts = real(model, input_ids, sites)
+        acts = {k: v.clone() for k, v in real(model, input_ids, sites).items()}  # editable
         acts[SITE][1, 5] = float("nan")  # second context of each batch, position 5
         return acts
 
