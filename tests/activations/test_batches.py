@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from saescope.activations import capture, stream_activations
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.models import run_with_cache
 
@@ -77,7 +77,7 @@ def test_live_stream_yields_the_same_rows_as_the_cache(model, corpus) -> None:
         )
     )
     contexts = torch.stack(list(pack_contexts(corpus, model.tokenizer, CONTEXT)))
-    keep = keep_mask(contexts, special_ids(model.tokenizer))
+    keep = keep_positions(contexts, model.tokenizer)
     everything = run_with_cache(model, contexts, ["layers.1.resid_post"])["layers.1.resid_post"]
     assert _rows(live) == _rows([everything[keep]])
     assert all(b.shape == (16, 64) for b in live[:-1])

@@ -4,7 +4,7 @@ import torch
 from tiny_models import torchrun
 
 from saescope.activations import open_activations
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.models import run_with_cache
 
 
@@ -22,6 +22,4 @@ def test_torchrun_ranks_capture_their_shares_into_one_cache(model, corpus, tmp_p
     got = cache.rows(torch.arange(len(cache)))
     want = expected[prov["context"], prov["position"].long()]
     torch.testing.assert_close(got, want)
-    assert keep_mask(contexts, special_ids(model.tokenizer))[
-        prov["context"], prov["position"].long()
-    ].all()
+    assert keep_positions(contexts, model.tokenizer)[prov["context"], prov["position"].long()].all()

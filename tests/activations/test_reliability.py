@@ -11,6 +11,7 @@ import pytest
 import safetensors.torch
 import torch
 
+import saescope.activations.extract as extract
 import saescope.activations.writer as writer
 from saescope import cli
 from saescope._files import exclusive
@@ -86,14 +87,14 @@ def test_manifest_that_is_a_list_is_corrupt(model, corpus, tmp_path) -> None:
 
 
 def test_nan_rows_are_refused_by_every_reader(model, corpus, tmp_path, monkeypatch) -> None:
-    real = writer.run_with_cache
+    real = extract.run_with_cache
 
     def one_nan(model, input_ids, sites):
-        acts = real(model, input_ids, sites)
+        acts = {k: v.clone() for k, v in real(model, input_ids, sites).items()}  # editable
         acts[SITE][1, 5] = float("nan")  # second context of each batch, position 5
         return acts
 
-    monkeypatch.setattr(writer, "run_with_cache", one_nan)
+    monkeypatch.setattr(extract, "run_with_cache", one_nan)
     cache = _capture(model, corpus, tmp_path / "c", tokens=300)
     with pytest.raises(SaescopeError, match=r"r00-0000\d.safetensors row \d+ .*NaN or inf"):
         list(cache.batches(32))

@@ -1,6 +1,6 @@
 import torch
 
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, pack_contexts
 
 
 def _stream(corpus, tokenizer, seed):
@@ -41,11 +41,3 @@ def test_order_is_deterministic_per_seed(corpus, tokenizer) -> None:
 
     assert torch.equal(first(1), first(1))
     assert not torch.equal(first(1), first(2))
-
-
-def test_keep_mask_drops_special_tokens_and_padding(tokenizer) -> None:
-    ids = torch.tensor([[2, 10, 11, 1], [0, 0, 2, 12]])
-    attention = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
-    assert special_ids(tokenizer) == [0, 1, 2, 3]
-    keep = keep_mask(ids, special_ids(tokenizer), attention)
-    assert keep.tolist() == [[False, True, True, False], [False, False, False, True]]

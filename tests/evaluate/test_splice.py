@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.evaluate import spliced_stats
 from saescope.evaluate.splice import _replace_kept, reconstruct_with
@@ -33,7 +33,7 @@ def zero_sae(d: int):
 
 def _data(model, corpus):
     ids = torch.stack(list(pack_contexts(corpus, model.tokenizer, ContextConfig(16)))[:12])
-    keep = lambda x: keep_mask(x, special_ids(model.tokenizer))  # noqa: E731
+    keep = lambda x: keep_positions(x, model.tokenizer)  # noqa: E731
     return list(ids.split(4)), keep
 
 

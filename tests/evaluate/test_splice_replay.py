@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers as tf
 
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.evaluate import spliced_stats
 from saescope.evaluate.splice import _broadcast, _replace_kept, model_logits, reconstruct_with
 from saescope.models import LanguageModel, edit_sites
@@ -49,8 +49,7 @@ def _model(family: str, tokenizer) -> LanguageModel:
 
 def _batches(model: LanguageModel, corpus, n: int = 3):
     contexts = list(pack_contexts(corpus, model.tokenizer, ContextConfig(24)))[: 4 * n]
-    exclude = special_ids(model.tokenizer)
-    keep = lambda ids: keep_mask(ids, exclude)  # noqa: E731
+    keep = lambda ids: keep_positions(ids, model.tokenizer)  # noqa: E731
     return list(torch.stack(contexts).split(4)), keep
 
 

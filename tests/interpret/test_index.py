@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.interpret.batches import live_batches
 from saescope.interpret.build import index_features
@@ -44,7 +44,7 @@ def brute_force(model, source, corpus):
     acts = run_with_cache(model, ids, [source.site])[source.site]  # (C, T, d)
     C, T, d = acts.shape
     dense = source.encode(acts.reshape(-1, d)).to_dense().reshape(C, T, -1)
-    keep = keep_mask(ids, special_ids(model.tokenizer))
+    keep = keep_positions(ids, model.tokenizer)
     return ids, dense * keep[..., None]
 
 
@@ -62,7 +62,7 @@ def test_streaming_statistics_equal_brute_force(kind, model, corpus, sae_dir) ->
     ids, dense = brute_force(model, source, corpus)
     c = collect(model, source, corpus)
     fired = dense > 0
-    assert c.tokens_seen == int(keep_mask(ids, special_ids(model.tokenizer)).sum())
+    assert c.tokens_seen == int(keep_positions(ids, model.tokenizer).sum())
     assert torch.equal(c.fires, fired.sum((0, 1)))
     torch.testing.assert_close(c.act_sum.float(), dense.sum((0, 1)), rtol=1e-5, atol=1e-4)
     assert torch.equal(c.act_max, dense.amax((0, 1)))

@@ -13,7 +13,7 @@ import torch
 from tiny_models import TEXT, tiny_hf_model, tiny_tokenizer
 
 from saescope import cli
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.interpret import index as index_module
 from saescope.interpret.batches import live_batches
@@ -191,7 +191,7 @@ def test_a_live_model_that_produces_nan_is_refused(tmp_path, model, corpus, sae_
         model.hf.get_input_embeddings().weight[token] = float("nan")
     ids = torch.stack(list(pack_contexts(corpus, model.tokenizer, CONTEXT)))  # (C, T)
     acts = run_with_cache(model, ids, [SITE])[SITE]  # (C, T, d)
-    keep = keep_mask(ids, special_ids(model.tokenizer))
+    keep = keep_positions(ids, model.tokenizer)
     bad = keep & ~torch.isfinite(acts).all(-1)
     context, position = (int(i) for i in torch.nonzero(bad)[0])  # the first in stream order
     with pytest.raises(SaescopeError, match=f"context {context} position {position} of the model"):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.interpret.neurons import top_contexts, top_neurons
 from saescope.interpret.pictures import from_grid, grid_shape, to_grid
@@ -35,7 +35,7 @@ def test_top_contexts_match_a_brute_force_scan(model, corpus) -> None:
     )
     ids = torch.stack(list(pack_contexts(corpus, model.tokenizer, ctx)))
     acts = run_with_cache(model, ids, ["layers.1.mlp_act"])["layers.1.mlp_act"].clone()
-    acts[~keep_mask(ids, special_ids(model.tokenizer))] = float("-inf")
+    acts[~keep_positions(ids, model.tokenizer)] = float("-inf")
     for unit in (3, 40):
         want = acts[..., unit].reshape(-1).topk(4).values
         got = torch.tensor([e.activation for e in found[unit]])

@@ -3,7 +3,7 @@ import torch
 from conftest import SITE
 from tiny_models import VOCAB
 
-from saescope.data import keep_mask, special_ids
+from saescope.data import keep_positions
 from saescope.errors import SaescopeError
 from saescope.evaluate.splice import _replace_kept, reconstruct_with
 from saescope.models import edit_sites, run_with_cache
@@ -85,7 +85,7 @@ def test_feature_edits_equal_the_naive_dense_computation(sae, error_term) -> Non
 
 def test_without_the_error_term_the_model_runs_on_the_reconstruction(gemma, sae) -> None:
     ids = _ids()
-    keep = keep_mask(ids, special_ids(gemma.tokenizer))
+    keep = keep_positions(ids, gemma.tokenizer)
     with edit_sites(gemma, [(SITE, _replace_kept(keep, reconstruct_with(sae)))]):
         spliced = gemma.hf(ids).logits
     ours = _logits(gemma, ids, [FeatureIntervention(sae, (), error_term=False)])

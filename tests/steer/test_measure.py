@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import SITE
 
-from saescope.data import ContextConfig, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, pack_contexts
 from saescope.evaluate import spliced_stats
 from saescope.steer import (
     FeatureIntervention,
@@ -33,7 +33,7 @@ def _batches(model, corpus):
 
 def test_steered_loss_is_the_clean_loss_at_coefficient_zero(gemma, sae, corpus) -> None:
     batches = _batches(gemma, corpus)
-    keep = lambda x: keep_mask(x, special_ids(gemma.tokenizer))  # noqa: E731
+    keep = lambda x: keep_positions(x, gemma.tokenizer)  # noqa: E731
     reference = spliced_stats(gemma, sae, SITE, batches, keep, ablations=False)
     clean = steered_loss(gemma, [], batches)
     assert clean == pytest.approx(reference.ce_clean, rel=1e-6)

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from saescope.data import ContextConfig, Corpus, keep_mask, load_corpus, pack_contexts, special_ids
+from saescope.activations.extract import check_context_size, site_rows
+from saescope.data import ContextConfig, Corpus, load_corpus, pack_contexts
 from saescope.errors import SaescopeError
-from saescope.models import LanguageModel, Site, run_with_cache
+from saescope.models import LanguageModel, Site
 
 
 def stream_activations(
@@ -34,8 +35,8 @@ def stream_activations(
     if buffer_rows < 2 * batch_size:
         raise SaescopeError(f"buffer_rows ({buffer_rows}) must be at least 2 x batch_size")
     parsed = model.site(site)
+    check_context_size(model, context.context_size)  # on the first next(), before any forward
     corpus = corpus if corpus is not None else load_corpus()
-    exclude = special_ids(model.tokenizer) if context.exclude_special else []
     contexts = pack_contexts(corpus, model.tokenizer, context)
     generator = torch.Generator().manual_seed(seed)
     buffer = torch.empty(0, model.site_dim(parsed), dtype=dtype)
@@ -43,9 +44,8 @@ def stream_activations(
         batch = list(itertools.islice(contexts, contexts_per_forward))
         if batch:
             input_ids = torch.stack(batch)  # (B, T)
-            keep = keep_mask(input_ids, exclude)
-            acts = run_with_cache(model, input_ids, [parsed])[parsed.name]  # (B, T, d)
-            buffer = torch.cat([buffer, acts[keep.to(acts.device)].to("cpu", dtype)])
+            rows = site_rows(model, input_ids, [parsed], context.exclude_special, dtype, "cpu")
+            buffer = torch.cat([buffer, rows.acts[parsed.name]])
             if len(buffer) < buffer_rows:
                 continue
         buffer = buffer[torch.randperm(len(buffer), generator=generator)]

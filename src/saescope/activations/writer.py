@@ -26,6 +26,7 @@ from saescope._dist import Rank
 from saescope._files import LOCK, exclusive
 from saescope._progress import progress_bar
 from saescope.activations.cache import ActivationCache, open_activations
+from saescope.activations.extract import check_context_size, site_rows
 from saescope.activations.manifest import (
     MANIFEST,
     Manifest,
@@ -34,9 +35,9 @@ from saescope.activations.manifest import (
     save_manifest,
 )
 from saescope.activations.shards import acts_key, read_header, write_shard
-from saescope.data import ContextConfig, Corpus, keep_mask, load_corpus, pack_contexts, special_ids
+from saescope.data import ContextConfig, Corpus, load_corpus, pack_contexts
 from saescope.errors import SaescopeError
-from saescope.models import LanguageModel, Site, run_with_cache
+from saescope.models import LanguageModel, Site
 from saescope.models.loading import resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,7 @@ def capture(
     for name, value in (("tokens", tokens), ("batch_size", batch_size), ("shard_rows", shard_rows)):
         if value < 1:
             raise SaescopeError(f"{name} must be >= 1, got {value}")
-    limit = model.max_positions
-    if limit is not None and context.context_size > limit:
-        raise SaescopeError(
-            f"context size {context.context_size} exceeds the {limit} positions {model.name} "
-            "supports (max_position_embeddings); pass a smaller --context-size"
-        )
+    check_context_size(model, context.context_size)  # before any directory is made
     corpus = corpus if corpus is not None else load_corpus()
     store_dtype = model.dtype if dtype is None else resolve_dtype(dtype, torch.device("cpu"))
     root = Path(out)
@@ -201,7 +197,6 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
         job.batch_size,
         job.store_dtype,
     )
-    exclude = special_ids(model.tokenizer) if context.exclude_special else []
     done_rows = journal.rows
     done_contexts = journal.shards[-1].contexts_done if journal.shards else 0
     contexts = _contexts(corpus, model, context, rank, done_contexts)
@@ -221,7 +216,7 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
                     f"{target:,}",
                 )
                 break
-            rows = _forward(model, sites, batch, exclude, store_dtype)
+            rows = _forward(model, sites, batch, context.exclude_special, store_dtype)
             if skip_rows:  # the start of the first context is in the last shard already
                 rows, skip_rows = {k: v[skip_rows:] for k, v in rows.items()}, 0
             pending.append(rows)
@@ -241,25 +236,21 @@ def _capture_rank(job: _Job, journal: Manifest) -> None:
     save_manifest(_journal(root, rank), replace(journal, complete=True))
 
 
-@torch.inference_mode()
 def _forward(
     model: LanguageModel,
     sites: list[Site],
     batch: list[tuple[int, Tensor]],
-    exclude: list[int],
+    exclude_special: bool,
     store_dtype: torch.dtype,
 ) -> dict[str, Tensor]:
+    """One batch of (global context index, token ids) as the shard's named columns."""
     index = torch.tensor([i for i, _ in batch])  # (B,)
     input_ids = torch.stack([ids for _, ids in batch])  # (B, T)
-    keep = keep_mask(input_ids, exclude)  # (B, T)
-    acts = run_with_cache(model, input_ids, sites)
-    where = keep.nonzero()  # (N, 2): context-in-batch, position
-    rows = {
-        acts_key(s.name): acts[s.name][keep.to(model.device)].to("cpu", store_dtype) for s in sites
-    }  # each (N, d)
-    rows["tokens"] = input_ids[keep].int()
-    rows["context"] = index[where[:, 0]]
-    rows["position"] = where[:, 1].int()
+    got = site_rows(model, input_ids, sites, exclude_special, store_dtype, "cpu")
+    rows = {acts_key(s.name): got.acts[s.name] for s in sites}  # each (N, d)
+    rows["tokens"] = got.tokens.int()
+    rows["context"] = index[got.context]
+    rows["position"] = got.position.int()
     return rows
 
 

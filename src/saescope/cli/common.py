@@ -117,8 +117,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
-def add_data_args(p: argparse.ArgumentParser, shown: bool = True) -> None:
-    """The corpus and context options (``shown=False``: accepted, left out of the help)."""
+def add_data_args(
+    p: argparse.ArgumentParser, shown: bool = True, keep_special: str | None = None
+) -> None:
+    """The corpus and context options (``shown=False``: accepted, left out of the help;
+    ``keep_special``: the command's own help for ``--keep-special``)."""
     from saescope.data import ContextConfig
 
     def help_(text: str | None) -> str | None:
@@ -140,7 +143,8 @@ def add_data_args(p: argparse.ArgumentParser, shown: bool = True) -> None:
         "--keep-special",
         action="store_true",
         help=help_(
-            "keep BOS/EOS/pad positions (excluded by default: their norms are "
+            keep_special
+            or "keep BOS/EOS/pad positions (excluded by default: their norms are "
             "15-25x a typical token's)"
         ),
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saescope.cli.common import add_command, add_data_args, context_config
+from saescope.cli.common import add_command, add_data_args
 from saescope.models.loading import DEFAULT_MODEL
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from saescope.data import ContextConfig
     from saescope.evaluate.run import evaluate_saes
 
     model = None
@@ -28,10 +29,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         cache_dir=args.acts,
         model=model,
         corpus=corpus,
-        context=context_config(args),
+        context=ContextConfig(context_size=args.context_size, seed=args.seed),
         tokens=args.tokens,
         loss_tokens=args.loss_tokens,
         ablations=not args.no_ablations,
+        # without the flag each SAE's metadata decides, as it was trained
+        exclude_special=False if args.keep_special else None,
     )
     print(f"metrics: {report.parent / 'metrics.json'}\nreport:  {report}")
 
@@ -58,4 +61,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tokens", type=int, default=65_536, help="reconstruction rows")
     p.add_argument("--loss-tokens", type=int, default=8_192, help="tokens for the spliced loss")
     p.add_argument("--no-ablations", action="store_true", help="skip zero/mean ablation runs")
-    add_data_args(p)
+    add_data_args(
+        p,
+        keep_special="keep BOS/EOS/pad positions in the live reconstruction rows and the "
+        "spliced loss for every SAE (default: as each SAE's metadata says it was trained; "
+        "a cache's rows are as captured, and a cache that excludes them is refused)",
+    )

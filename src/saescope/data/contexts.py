@@ -1,4 +1,4 @@
-"""Tokenizing a corpus into fixed-length contexts, and which positions count as real tokens.
+"""Tokenizing a corpus into fixed-length contexts (which positions count: ``data.special``).
 
 Documents are shuffled with a seed, tokenized without special tokens, and concatenated with BOS
 between them: ``BOS d1 BOS d2 BOS d3 ...``. The stream is cut into contexts of ``context_size``
@@ -9,7 +9,7 @@ the model always sees the attention sink it was trained with.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,19 +76,3 @@ def pack_contexts(corpus: Corpus, tokenizer: Any, config: ContextConfig) -> Iter
                 context, cut = [bos, *stream[cut : cut + size - 1]], cut + size - 1
             yield torch.tensor(context, dtype=torch.long)
         del stream[:cut]
-
-
-def special_ids(tokenizer: Any) -> list[int]:
-    """Token ids of the tokenizer's special tokens (BOS, EOS, pad, unk, mask...)."""
-    ids = {int(i) for i in getattr(tokenizer, "all_special_ids", []) if i is not None}
-    return sorted(ids)
-
-
-def keep_mask(
-    input_ids: Tensor, exclude_ids: Sequence[int], attention_mask: Tensor | None = None
-) -> Tensor:
-    """Bool mask (B, T) of positions to keep: not padding and not an excluded token."""
-    keep = ~torch.isin(input_ids, torch.tensor(list(exclude_ids), dtype=input_ids.dtype))
-    if attention_mask is not None:
-        keep &= attention_mask.bool()
-    return keep

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from saescope.data import keep_mask, special_ids
+from saescope.data import keep_positions
 from saescope.evaluate.geometry import Geometry, geometry
 from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
 from saescope.evaluate.splice import SplicedStats, spliced_stats
@@ -40,6 +40,12 @@ class EvalResult:
         }
 
 
+def special_policy(sae: SAE, exclude_special: bool | None) -> bool:
+    """Whether special-token positions are left out when evaluating ``sae``: the caller's
+    explicit choice, else the SAE's own ``metadata.exclude_special_tokens``."""
+    return sae.cfg.metadata.exclude_special_tokens if exclude_special is None else exclude_special
+
+
 def evaluate(
     sae: SAE,
     activations: Iterable[Tensor],
@@ -48,21 +54,28 @@ def evaluate(
     name: str = "sae",
     path: str = "",
     ablations: bool = True,
+    exclude_special: bool | None = None,
 ) -> EvalResult:
     """Reconstruction and latent statistics on ``activations`` (batches of (B, d_in)), the
     dictionary's geometry, and with ``model`` and ``token_batches`` ((B, T) token ids) the
-    next-token losses with the SAE spliced in at its site."""
+    next-token losses with the SAE spliced in at its site.
+
+    The spliced loss edits, and scores, the positions ``keep_positions`` keeps with
+    ``exclude_special``; ``None`` (the default) takes it from the SAE's
+    ``metadata.exclude_special_tokens``, the positions it was trained on. ``activations`` are
+    taken as given: ``evaluate_saes`` draws them under the same choice.
+    """
     site = sae_site(sae, path or None)
     stats = reconstruction_stats(sae, activations)
     spliced = None
     if model is not None and token_batches is not None:
-        exclude = special_ids(model.tokenizer)
+        exclude = special_policy(sae, exclude_special)
         spliced = spliced_stats(
             model,
             sae,
             site,
             token_batches,
-            lambda ids: keep_mask(ids, exclude),
+            lambda ids: keep_positions(ids, model.tokenizer, exclude),
             ablations=ablations,
         )
     shape = geometry(sae, neuron_basis=Site.parse(site).kind == "mlp_act")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -11,11 +12,14 @@ from torch import Tensor
 
 from saescope._files import exclusive
 from saescope.activations import ActivationCache, open_activations
+from saescope.activations.extract import check_context_size, site_rows
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
-from saescope.evaluate.result import evaluate
+from saescope.evaluate.result import evaluate, special_policy
 from saescope.models import LanguageModel
 from saescope.sae import SAE, sae_site
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_saes(
@@ -28,6 +32,7 @@ def evaluate_saes(
     tokens: int = 65_536,
     loss_tokens: int = 8_192,
     ablations: bool = True,
+    exclude_special: bool | None = None,
 ) -> Path:
     """Score SAEs and write ``metrics.json`` + ``report.html`` into ``out``.
 
@@ -35,6 +40,12 @@ def evaluate_saes(
     rows (the rows ``train --holdout`` keeps out), or, without a cache, from the model's live
     activations on the same contexts as the losses. With a model, the next-token losses with
     each SAE spliced in are measured on ``loss_tokens`` tokens of ``corpus``.
+
+    Which positions count, for the live reconstruction rows and the spliced loss alike: with
+    ``exclude_special=None`` each SAE's own ``metadata.exclude_special_tokens`` (what it was
+    trained on), else ``exclude_special`` for every SAE. ``context`` only packs the corpus; its
+    ``exclude_special`` must stay True (pass ``exclude_special=False`` to keep special tokens).
+    A cache's rows are what it captured: an explicit choice the cache contradicts is refused.
     """
     from saescope.data import load_corpus, pack_contexts
     from saescope.evaluate.report import write_report
@@ -42,12 +53,21 @@ def evaluate_saes(
 
     if cache_dir is None and model is None:
         raise SaescopeError("evaluation needs activations: give a cache (--acts) or a model")
+    if not context.exclude_special:
+        raise SaescopeError(
+            "evaluate_saes reads the special-token choice from exclude_special= (None: each "
+            "SAE's metadata), not from context.exclude_special=False; pass exclude_special=False"
+        )
+    if model is not None:
+        check_context_size(model, context.context_size)
     saes = {Path(d).name: (str(d), load_sae(d)) for d in sae_dirs}
     for path, sae in saes.values():
         sae_site(sae, path)  # a bad site in cfg.json is refused naming the file, before any work
     cache = open_activations(cache_dir) if cache_dir is not None else None
     for name, (_, sae) in saes.items():
         check_compatible(name, sae, cache, model)
+        if cache is not None:
+            _check_cache_policy(name, sae, cache, cache_dir, exclude_special)
     contexts: list[Tensor] = []
     if model is not None:
         corpus = corpus if corpus is not None else load_corpus()
@@ -66,9 +86,9 @@ def evaluate_saes(
             rows = cache.batches(8192, site, shuffle=False, shards=held)
         else:
             assert model is not None
-            rows = _live_rows(model, site, contexts, context)
+            rows = _live_rows(model, site, contexts, special_policy(sae, exclude_special))
         batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
-        results.append(evaluate(sae, rows, model, batches, name, path, ablations=ablations))
+        results.append(evaluate(sae, rows, model, batches, name, path, ablations, exclude_special))
     info = {
         "cache": str(cache_dir) if cache_dir else None,
         "model": model.name if model is not None else None,
@@ -104,13 +124,38 @@ def check_compatible(
         )
 
 
-def _live_rows(
-    model: LanguageModel, site: str, contexts: list[Tensor], context: ContextConfig
-) -> Iterator[Tensor]:
-    from saescope.data import keep_mask, special_ids
-    from saescope.models import run_with_cache
+def _check_cache_policy(
+    name: str,
+    sae: SAE,
+    cache: ActivationCache,
+    cache_dir: str | Path | None,
+    exclude_special: bool | None,
+) -> None:
+    """The cache's rows were captured under one special-token choice; say so if it differs."""
+    captured = bool(cache.manifest.context.get("exclude_special", True))
+    wanted = special_policy(sae, exclude_special)
+    if captured == wanted:
+        return
+    held = "excludes" if captured else "keeps"
+    if exclude_special is not None:
+        raise SaescopeError(
+            f"the cache {cache_dir} {held} special-token positions, so its rows cannot be "
+            f"evaluated with exclude_special={exclude_special}; drop --keep-special or "
+            "capture a cache with the same choice"
+        )
+    log.warning(
+        "SAE %s was trained with exclude_special_tokens=%s but the cache %s %s special "
+        "tokens; its reconstruction rows follow the cache, its spliced loss the SAE",
+        name,
+        wanted,
+        cache_dir,
+        held,
+    )
 
-    exclude = special_ids(model.tokenizer) if context.exclude_special else []
+
+def _live_rows(
+    model: LanguageModel, site: str, contexts: list[Tensor], exclude_special: bool
+) -> Iterator[Tensor]:
     for batch in torch.stack(contexts).split(8):
-        acts = run_with_cache(model, batch, [site])[site]
-        yield acts[keep_mask(batch, exclude).to(acts.device)].float().cpu()
+        rows = site_rows(model, batch, [site], exclude_special, torch.float32, "cpu")
+        yield rows.acts[model.site(site).name]

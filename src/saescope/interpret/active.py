@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from saescope.data import keep_mask, special_ids
+from saescope.data import keep_positions
 from saescope.errors import SaescopeError
 from saescope.interpret.attribution import logit_attribution
 from saescope.interpret.query import FeatureIndex
@@ -37,7 +37,7 @@ def active_features(
         raise SaescopeError("the prompt is empty after tokenization")
     acts = run_with_cache(model, ids, [source.site])[source.site][0].float()  # (T, d)
     dense = source.encode(acts).to_dense().cpu()  # (T, F)
-    keep = keep_mask(ids, special_ids(model.tokenizer))[0]
+    keep = keep_positions(ids, model.tokenizer)[0]  # (T,)
     out = []
     for t in range(ids.shape[1]):
         token = model.tokenizer.decode([int(ids[0, t])])

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from saescope.activations import ActivationCache
+from saescope.activations.extract import check_context_size, site_rows
 from saescope.activations.shards import acts_key
-from saescope.data import ContextConfig, Corpus, keep_mask, pack_contexts, special_ids
+from saescope.data import ContextConfig, Corpus, pack_contexts
 from saescope.interpret.collect import UNKNOWN_TOKEN, Batch
-from saescope.models import LanguageModel, run_with_cache
+from saescope.models import LanguageModel
 
 
 def cache_batches(
@@ -63,15 +64,15 @@ def live_batches(
     start: int = 0,
 ) -> Iterator[tuple[Batch, int]]:
     """Batches of ``contexts_per_batch`` packed contexts run through the model up to ``site``;
-    BOS and other special positions are left out of the rows (kept in the tokens)."""
-    exclude = special_ids(model.tokenizer) if context.exclude_special else []
+    positions ``keep_positions`` drops (BOS and other special tokens unless the context config
+    keeps them) are left out of the rows, kept in the tokens."""
+    name = model.site(site).name
+    check_context_size(model, context.context_size)
     stream = itertools.islice(pack_contexts(corpus, model.tokenizer, context), start, None)
     done = start
     while batch := list(itertools.islice(stream, contexts_per_batch)):
         ids = torch.stack(batch)  # (B, T)
-        keep = keep_mask(ids, exclude)
-        acts = run_with_cache(model, ids, [site])[site]  # (B, T, d)
-        row_context, row_position = torch.nonzero(keep, as_tuple=True)
+        rows = site_rows(model, ids, [name], context.exclude_special)
         contexts = torch.arange(done, done + len(batch))
         done += len(batch)
-        yield Batch(ids, contexts, acts[keep.to(acts.device)], row_context, row_position), done
+        yield Batch(ids, contexts, rows.acts[name], rows.context, rows.position), done

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from saescope._progress import progress_bar
-from saescope.data import ContextConfig, Corpus, keep_mask, pack_contexts, special_ids
+from saescope.activations.extract import check_context_size
+from saescope.data import ContextConfig, Corpus, keep_positions, pack_contexts
 from saescope.interpret.topk import StreamingTopK
 from saescope.models import LanguageModel, run_with_cache
 
@@ -60,8 +61,8 @@ def top_contexts(
     (units x k) plus the token ids of the contexts read.
     """
     name = model.site(site).name
-    exclude = special_ids(model.tokenizer) if context.exclude_special else []
     size = context.context_size
+    check_context_size(model, size)
     top = StreamingTopK(len(units), k)
     stream = pack_contexts(corpus, model.tokenizer, context)
     seen: list[torch.Tensor] = []
@@ -73,7 +74,8 @@ def top_contexts(
                 break
             ids = torch.stack(batch)  # (B, T)
             acts = _units(run_with_cache(model, ids, [name])[name], units, encode)  # (B, T, u)
-            acts[~keep_mask(ids, exclude).to(acts.device)] = float("-inf")
+            keep = keep_positions(ids, model.tokenizer, context.exclude_special)  # (B, T)
+            acts[~keep.to(acts.device)] = float("-inf")
             row_ids = torch.arange(len(seen) * size, (len(seen) + len(batch)) * size)
             top.update(acts.reshape(-1, len(units)), row_ids)
             seen.extend(batch)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from saescope.data import keep_mask, special_ids
+from saescope.data import keep_positions
 from saescope.errors import SaescopeError
 from saescope.evaluate.splice import model_logits, summed_nll
 from saescope.models import LanguageModel
@@ -60,12 +60,11 @@ def steered_loss(
 ) -> float:
     """Mean next-token cross-entropy over ``batches`` of token ids (B, T) under
     ``interventions`` (none: the clean loss)."""
-    exclude = special_ids(model.tokenizer)
     total, count = 0.0, 0
     with intervene(model, interventions):
         for ids in batches:
             ids = ids.to(model.device)
-            keep = keep_mask(ids.cpu(), exclude).to(model.device)  # (B, T)
+            keep = keep_positions(ids, model.tokenizer)  # (B, T)
             scored = keep[:, :-1] & keep[:, 1:]
             logprobs = model_logits(model, ids).log_softmax(-1)
             total += float(summed_nll(logprobs, ids[:, 1:], scored))

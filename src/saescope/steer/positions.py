@@ -21,10 +21,11 @@ T_prompt + k - T tokens; if it does not (or a forward without a cache does not f
 sequence) the tracker raises instead of editing the wrong tokens. Outside generation (a plain
 ``model.hf(...)``) the caller's ``attention_mask`` and cache say where the tokens are.
 
-Policy: special tokens (BOS, EOS, padding, chat markers) are not edited unless asked. The SAE
-never saw them in training (saescope excludes them, as ``evaluate.splice`` does), and on Gemma the
-BOS residual is 15-25x a normal token's norm: an edit there is an edit to the attention sink that
-every later token reads, not to the concept. Golden-Gate-style clamping edits every other token.
+Policy: special tokens (BOS, EOS, padding, chat markers; ``data.keep_positions`` says which) are
+not edited unless asked. The SAE never saw them in training (saescope excludes them, as
+``evaluate.splice`` does), and on Gemma the BOS residual is 15-25x a normal token's norm: an edit
+there is an edit to the attention sink that every later token reads, not to the concept.
+Golden-Gate-style clamping edits every other token.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from saescope.data import keep_positions
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel
 
@@ -88,7 +90,9 @@ class PositionTracker:
     """Follows token positions across forward passes; site functions ask it for masks."""
 
     def __init__(self, model: LanguageModel) -> None:
-        self.special_ids = torch.tensor(_special_ids(model), dtype=torch.long)
+        self.vocabulary = model.tokenizer if model.tokenizer is not None else model.hf.config
+        """What ``keep_positions`` reads the special tokens from: the tokenizer or, for a
+        model without one, its config's bos/eos/pad ids."""
         self.prompt_lengths: Tensor | None = None
         """(B,) real tokens per left-padded prompt row, set by ``generate_with`` for one
         ``generate`` call; None: every token is prompt."""
@@ -140,7 +144,7 @@ class PositionTracker:
         pos = (mask.cumsum(-1) - 1)[:, -T:]  # (B, T)
         real = mask[:, -T:].bool()
         if ids is not None:
-            special = torch.isin(ids, self.special_ids.to(device))
+            special = ~keep_positions(ids, self.vocabulary)  # padding is `real`'s business
         else:  # embeddings only: token identities unknown, nothing counts as special
             special = torch.zeros(B, T, dtype=torch.bool, device=device)
         if self.prompt_lengths is None:
@@ -211,18 +215,3 @@ def _call_mask(kwargs: dict, B: int, T: int, past: int, device: Any) -> Tensor:
     if isinstance(mask, Tensor) and mask.dim() == 2:
         return mask.to(device).long()
     return torch.ones(B, past + T, dtype=torch.long, device=device)
-
-
-def _special_ids(model: LanguageModel) -> list[int]:
-    if model.tokenizer is not None:
-        ids = getattr(model.tokenizer, "all_special_ids", [])
-    else:  # a bare model: the ids its config names
-        config = model.hf.config
-        ids = [getattr(config, f"{name}_token_id", None) for name in ("bos", "eos", "pad")]
-    flat: set[int] = set()
-    for i in ids:
-        if isinstance(i, list | tuple):
-            flat.update(int(j) for j in i)
-        elif i is not None:
-            flat.add(int(i))
-    return sorted(flat)

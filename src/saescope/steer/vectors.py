@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from saescope.data import keep_mask, special_ids
+from saescope.activations.extract import site_rows
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, run_with_cache
 from saescope.sae import SAE
@@ -65,14 +65,13 @@ def contrastive_vector(
 def _pooled(model: LanguageModel, site: str, prompts: list[str], reduce: str) -> Tensor:
     """Mean over prompts of each prompt's token-mean (or last-token) activation: (d,)."""
     rows = []
-    exclude = special_ids(model.tokenizer)
+    name = model.site(site).name
     for prompt in prompts:
         ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]  # (1, T)
-        acts = run_with_cache(model, ids, [site])[site][0].float().cpu()  # (T, d)
-        keep = keep_mask(ids, exclude)[0]
-        if not keep.any():
+        acts = site_rows(model, ids, [name], dtype=torch.float32, device="cpu").acts[name]  # (N, d)
+        if not len(acts):
             raise SaescopeError(f"prompt {prompt!r} has no ordinary tokens")
-        rows.append(acts[keep].mean(0) if reduce == "mean" else acts[keep][-1])
+        rows.append(acts.mean(0) if reduce == "mean" else acts[-1])
     return torch.stack(rows).mean(0)
 
 
