@@ -1,0 +1,3 @@
+"""placeholder"""
+
+from _cases import CASES  # noqa: F401
