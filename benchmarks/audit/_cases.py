@@ -60,11 +60,11 @@ for _name, _point in [
     (
         "kill inside a shard write (before its rename), --resume",
         kill("saescope.activations.shards:write_atomic", 3, "before"),
-    ),  # fmt: skip
+    ),
     (
         "kill at the last manifest write (complete=True), --resume",
         kill(f"{WRITER}:save_manifest", 7, "before"),
-    ),  # fmt: skip
+    ),
 ]:
 
     def _capture_kill(i: Inputs, point: dict = _point) -> Verdict:
@@ -120,7 +120,7 @@ for _name, _point in [
     (
         "kill inside a checkpoint write (before its rename)",
         kill(f"{CKPT}:write_atomic", 3, "before"),
-    ),  # fmt: skip
+    ),
     ("kill inside the final SAE save", kill("saescope.sae.io:write_atomic", 1, "before")),
 ]:
 

@@ -67,15 +67,19 @@ def build(base: Path) -> Inputs:
     from tiny_models import save_tiny_model, tiny_corpus
 
     base.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(base / "cases", ignore_errors=True)
     (base / "cases").mkdir()
     model = base / "model"
-    save_tiny_model(model, "llama")
     corpus = base / "corpus.jsonl"
-    with corpus.open("w") as f:
-        for doc in tiny_corpus().documents:
-            f.write(json.dumps({"text": doc}) + "\n")
+    if not corpus.exists():
+        save_tiny_model(model, "llama")
+        with corpus.open("w") as f:
+            for doc in tiny_corpus().documents:
+                f.write(json.dumps({"text": doc}) + "\n")
     inputs = Inputs(base, model, corpus, base / "cache", base / "cache-big", base / "run",
                     base / "run" / "topk-w128-k8", base / "index.db")  # fmt: skip
+    if inputs.index.exists():  # built by an earlier run with --keep
+        return inputs
     _must(sc(*inputs.capture_args(inputs.cache)), "capture")
     _must(sc(*inputs.capture_args(inputs.cache_big, 3000)), "capture (3,000 rows)")
     _must(sc(*inputs.train_args(inputs.run)), "train")
@@ -90,7 +94,7 @@ def build(base: Path) -> Inputs:
             inputs.index,
             "--tokens",
             1500,
-        ),  # fmt: skip
+        ),
         "index",
     )
     return inputs
