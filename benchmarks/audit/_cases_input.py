@@ -50,7 +50,10 @@ for _name, _edit in [
     ("cfg.json k missing", _drop("k")),
     ("cfg.json k 0", _set("k", 0)),
     ("cfg.json k > d_sae", _set("k", 1000)),
-    ("cfg.json architecture missing", lambda c: None),
+    (
+        "cfg.json architecture missing",
+        lambda c: [c.pop(k, None) for k in ("architecture", "saescope_architecture")] and None,
+    ),
     (
         "cfg.json architecture unknown",
         lambda c: c.update(architecture="nonsense", saescope_architecture="nonsense"),
@@ -91,7 +94,10 @@ for _name, _edit in [
     ("weights file missing", lambda p: p.unlink()),
     ("weights file truncated", lambda p: p.write_bytes(p.read_bytes()[:1000])),
     ("weights file random bytes", lambda p: p.write_bytes(b"\x80\x04garbage" * 100)),
-    ("weights W_enc wrong shape", _tensors(lambda w: w.__setitem__("W_enc", w["W_enc"][:, :64]))),
+    (
+        "weights W_enc wrong shape",
+        _tensors(lambda w: w.__setitem__("W_enc", w["W_enc"][:, :64].contiguous())),
+    ),
     (
         "weights W_dec transposed",
         _tensors(lambda w: w.__setitem__("W_dec", w["W_dec"].t().contiguous())),

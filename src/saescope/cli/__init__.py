@@ -87,8 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SaescopeError as err:
         log.error("%s", err)
         return 2
+    except OSError as err:
+        if err.filename is None:  # not about a path: a bug or the system, keep the traceback
+            raise
+        # A full disk, an --out under a file, a read-only folder: atomic writes have already
+        # removed their temporary files, so one line naming the path is all that is left to say.
+        log.error(
+            "%s: %s; check the path, its permissions and the free disk space, then run the "
+            "same command again",
+            err.filename,
+            err.strerror or err,
+        )
+        return 2
     except KeyboardInterrupt:
-        log.error("interrupted; a capture can continue with --resume")
+        log.error("interrupted; capture, train and index continue with --resume")
         return 130
     return 0
 
