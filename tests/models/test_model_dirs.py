@@ -43,3 +43,11 @@ def test_safetensors_beside_a_pickle_load_and_no_tokenizer_is_one_line(tmp_path)
     with pytest.raises(SaescopeError, match="could not load model") as err:
         load_model(str(tmp_path / "no-tokenizer"), dtype="fp32", device="cpu")
     assert "\n" not in str(err.value)
+
+
+def test_truncated_weights_are_one_line(tmp_path) -> None:
+    save_tiny_model(tmp_path / "m", "llama")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(SaescopeError, match="weights are damaged"):
+        load_model(str(tmp_path / "m"), dtype="fp32", device="cpu")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from saescope._home import saescope_home
 from saescope.errors import SaescopeError
@@ -131,6 +132,11 @@ def load_model(
     except ValueError as err:  # e.g. a directory without tokenizer files; multi-line upstream
         raise SaescopeError(
             f"could not load model {name_or_path!r}: {' '.join(str(err).split())}"
+        ) from err
+    except SafetensorError as err:  # a truncated or corrupt weights file
+        raise SaescopeError(
+            f"could not load model {name_or_path!r}: its safetensors weights are damaged "
+            f"({err}); copy or save the model again"
         ) from err
     hf.to(dev)
     log.info(
