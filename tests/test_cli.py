@@ -291,3 +291,10 @@ def test_train_refuses_what_the_library_cannot_resolve(tmp_path, caplog) -> None
     assert "needs --site and --tokens" in caplog.text
     with pytest.raises(SaescopeError, match="unknown training setting"):
         train_saes(tmp_path / "run", cache_dir=tmp_path, batch_sise=64)
+
+
+@pytest.mark.parametrize("flag", [["--tokens", "0"], ["--epochs", "0"], ["--holdout", "-1"]])
+def test_train_refuses_zero_tokens_and_negative_holdout(tmp_path, flag, caplog) -> None:
+    argv = ["train", "--acts", str(tmp_path / "no-cache"), "--out", str(tmp_path / "r"), *flag]
+    assert cli.main(argv) == 2  # refused before the (missing) cache is even opened
+    assert ">=" in caplog.text

@@ -369,7 +369,7 @@ for _flag, _value in [("--lr", "-1"), ("--lr", "nan"), ("--lr", "0"), ("--lr", "
                       ("--k", "0"), ("--k", "200"), ("--width", "0"), ("--width", "-5"),
                       ("--tokens", "0"), ("--batch-size", "0"), ("--arch", "nonsense"),
                       ("--epochs", "0"), ("--holdout", "-1"), ("--holdout", "100000"),
-                      ("--checkpoint-every", "0"), ("--site", "layers.1.nonsense"),
+                      ("--site", "layers.1.nonsense"),
                       ("--site", "layers.0.resid_post"), ("--beta1", "2"),
                       ("--device", "cuda")]:  # fmt: skip
     _bad(A, f"train {_flag} {_value}",

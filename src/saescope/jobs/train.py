@@ -248,6 +248,10 @@ def train_saes(
             f"unknown training setting(s) {', '.join(unknown)}; expected TrainConfig fields "
             f"among {', '.join(allowed)}"
         )
+    if tokens is not None and tokens < 1:  # 0 would read as "not given" below
+        raise SaescopeError(f"tokens must be >= 1 (or None: epochs over the cache), got {tokens}")
+    if epochs < 1 or holdout_rows < 0:
+        raise SaescopeError(f"need epochs >= 1 and holdout_rows >= 0, got {epochs}, {holdout_rows}")
     dev = resolve_device(device)  # auto: cuda:<local rank> or cpu
     if cache_dir is None and model is None:
         raise SaescopeError("give a cache (--acts CACHE) or a model and a site (live training)")
