@@ -20,8 +20,8 @@ from saescope.interpret.families import feature_families, split_features
 from saescope.interpret.neurons import Example
 from saescope.interpret.query import FeatureIndex
 from saescope.interpret.sources import sae_source
-from saescope.models import load_model
 from saescope.jobs import SAESpec, train_from_cache
+from saescope.models import load_model
 from saescope.sae import load_sae
 from saescope.train import TrainConfig
 
