@@ -21,7 +21,7 @@ from unittest import mock
 import torch
 from _record import append, environment
 
-from saescope.data import ContextConfig, keep_mask, load_corpus, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, load_corpus, pack_contexts
 from saescope.evaluate import spliced_stats
 from saescope.models import DEFAULT_MODEL, load_model
 from saescope.models.replay import Recording
@@ -44,11 +44,10 @@ def main() -> None:
     contexts = pack_contexts(load_corpus(), model.tokenizer, ContextConfig(args.context))
     ids = torch.stack([next(contexts) for _ in range(args.batches * args.batch_size)])
     batches = list(ids.split(args.batch_size))
-    exclude = special_ids(model.tokenizer)
 
     def run(data: list[torch.Tensor] = batches) -> tuple[float, object]:
         start = time.perf_counter()
-        stats = spliced_stats(model, sae, site, data, lambda x: keep_mask(x, exclude))
+        stats = spliced_stats(model, sae, site, data, lambda x: keep_positions(x, model.tokenizer))
         return time.perf_counter() - start, stats
 
     run(batches[:1])  # warm-up

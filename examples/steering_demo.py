@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from saescope.data import ContextConfig, keep_mask, load_corpus, pack_contexts, special_ids
+from saescope.data import ContextConfig, keep_positions, load_corpus, pack_contexts
 from saescope.interpret.lens import unembed
 from saescope.models import load_model, run_with_cache
 from saescope.sae import load_sae
@@ -89,7 +89,6 @@ PROJECTED_COEFFICIENTS = [0.0, 2.0, 4.0, 6.0]
 @torch.inference_mode()
 def find_feature(model, sae, corpus_ids: torch.Tensor) -> tuple[int, list[str]]:
     """The concept feature (step 1) and a markdown description of the candidates."""
-    exclude = special_ids(model.tokenizer)
     base = torch.zeros(sae.cfg.d_sae)
     fired = torch.zeros(sae.cfg.d_sae)
     rows = 0
@@ -97,7 +96,7 @@ def find_feature(model, sae, corpus_ids: torch.Tensor) -> tuple[int, list[str]]:
     for batch in corpus_ids.split(8):
         acts = run_with_cache(model, batch, [SITE])[SITE].float()
         z = sae.encode_dense(acts)  # (B, T, d_sae)
-        keep = keep_mask(batch, exclude)
+        keep = keep_positions(batch, model.tokenizer)
         z[~keep] = 0
         corpus_latents.append(z)
         base += z[keep].sum(0)
@@ -106,7 +105,7 @@ def find_feature(model, sae, corpus_ids: torch.Tensor) -> tuple[int, list[str]]:
     base, fired = base / rows, fired / rows
     enc = model.tokenizer(CONCEPT_TEXTS, return_tensors="pt", padding=True)
     acts = run_with_cache(model, enc["input_ids"], [SITE], attention_mask=enc["attention_mask"])
-    keep = keep_mask(enc["input_ids"], exclude, enc["attention_mask"])
+    keep = keep_positions(enc["input_ids"], model.tokenizer, attention_mask=enc["attention_mask"])
     concept = sae.encode_dense(acts[SITE][keep].float())  # (N, d_sae)
     score = concept.mean(0) - base
     score[fired >= 0.02] = float("-inf")
