@@ -233,3 +233,9 @@ def test_a_second_build_of_the_same_index_is_refused(tmp_path, model, corpus, sa
             build(tmp_path, model, corpus, sae_dir)
         other = build(tmp_path, model, corpus, sae_dir, name="other.db")  # another index: fine
     assert other.exists()
+
+
+@pytest.mark.parametrize("bad", [{"top": 0}, {"top": -1}, {"samples": -1}, {"zeros": 100}])
+def test_collect_config_refuses_sizes_the_collector_cannot_hold(bad) -> None:
+    with pytest.raises(SaescopeError, match="must be"):
+        CollectConfig(**bad)

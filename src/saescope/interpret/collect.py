@@ -18,6 +18,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from saescope.errors import SaescopeError
 from saescope.sae import Latents
 
 HIST_LOG10_RANGE = (-3.0, 5.0)
@@ -43,6 +44,18 @@ class CollectConfig:
     zero_pool: int = 64
     """Random windows kept (shared by all features) to draw the non-firing examples from."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        least = {"top": 1, "samples": 1, "zeros": 0, "before": 0, "after": 0, "zero_pool": 1}
+        for name, low in least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise SaescopeError(f"index {name} must be an integer >= {low}, got {value!r}")
+        if self.zeros > self.zero_pool:
+            raise SaescopeError(
+                f"index zeros ({self.zeros}) must be at most zero_pool ({self.zero_pool}), the "
+                "windows they are drawn from"
+            )
 
     @property
     def window(self) -> int:
