@@ -1,5 +1,6 @@
 """Sampling draws from its own generator: reproducible from the seed, global state untouched."""
 
+import pytest
 import torch
 from conftest import SITE
 
@@ -36,3 +37,14 @@ def test_continue_text_samples_without_seeding_the_process(gemma) -> None:
     assert torch.equal(torch.random.get_rng_state(), before)
     torch.manual_seed(99)
     assert continue_text(gemma, "Bridges span", 6, sample=True, seed=3) == a
+
+
+@pytest.mark.parametrize(
+    "temperature,top_p", [(float("nan"), None), (0.0, None), (1.0, 0.0), (1.0, float("nan"))]
+)
+def test_sampling_settings_that_mean_nothing_are_refused(temperature, top_p) -> None:
+    from saescope.errors import SaescopeError
+    from saescope.interpret.sampling import SeededSampler
+
+    with pytest.raises(SaescopeError, match="must be"):
+        SeededSampler(0, torch.device("cpu"), temperature, top_p)

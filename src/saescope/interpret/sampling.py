@@ -8,15 +8,23 @@ decoding then takes exactly the draw."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from transformers import LogitsProcessor, LogitsProcessorList
+
+from saescope.errors import SaescopeError
 
 
 class SeededSampler(LogitsProcessor):
     """Draw each next token from softmax(scores / temperature), nucleus-filtered to ``top_p``."""
 
     def __init__(self, seed: int, device: torch.device, temperature: float, top_p: float | None):
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise SaescopeError(f"temperature must be a finite number > 0, got {temperature}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise SaescopeError(f"top_p must be in (0, 1], got {top_p}")
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.temperature = temperature
         self.top_p = top_p
