@@ -46,3 +46,19 @@ def test_an_out_under_a_regular_file_is_one_line(cache, tmp_path, command, caplo
         assert cli.main(argv) == 2
     assert str(blocker) in caplog.text and "Traceback" not in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing left behind
+
+
+def test_a_full_disk_without_a_path_is_one_line(cache, tmp_path, monkeypatch, caplog) -> None:
+    import errno
+
+    import saescope.train.fit as fit_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() reports it
+
+    monkeypatch.setattr(fit_module, "save_sae", full)
+    argv = ["train", "--acts", str(cache / "cache"), "--out", str(tmp_path / "run"), "--width",
+            "64", "--k", "4", "--batch-size", "64", "--holdout", "0"]  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        assert cli.main(argv) == 2
+    assert "No space left on device" in caplog.text and "Traceback" not in caplog.text

@@ -6,6 +6,7 @@ One module per group of commands; each has a ``register(sub)`` that adds its sub
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -88,14 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     except OSError as err:
-        if err.filename is None:  # not about a path: a bug or the system, keep the traceback
-            raise
+        if err.filename is None and err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise  # not about a path or the disk: a bug or the system, keep the traceback
         # A full disk, an --out under a file, a read-only folder: atomic writes have already
         # removed their temporary files, so one line naming the path is all that is left to say.
         log.error(
             "%s: %s; check the path, its permissions and the free disk space, then run the "
             "same command again",
-            err.filename,
+            err.filename or "writing the output",
             err.strerror or err,
         )
         return 2

@@ -82,6 +82,10 @@ def cmd_sites(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    import math
+
+    if not (math.isfinite(args.temperature) and args.temperature > 0):  # even if unused: a typo
+        raise SaescopeError(f"--temperature must be a finite number > 0, got {args.temperature}")
     from rich.console import Console
     from rich.table import Table
 
