@@ -50,8 +50,9 @@ def test_an_out_under_a_regular_file_is_one_line(cache, tmp_path, command, caplo
 
 def test_a_full_disk_without_a_path_is_one_line(cache, tmp_path, monkeypatch, caplog) -> None:
     import errno
+    import importlib
 
-    import saescope.train.fit as fit_module
+    fit_module = importlib.import_module("saescope.train.fit")  # the package exports fit()
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")  # as a write() reports it
