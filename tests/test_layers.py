@@ -20,7 +20,7 @@ import saescope
 
 SRC = Path(__file__).parents[1] / "src" / "saescope"
 
-HELPERS = {"", "errors", "_files", "_progress", "_dist", "_home", "_plotting", "_sites"}
+HELPERS = {"", "errors", "_files", "_finite", "_progress", "_dist", "_home", "_plotting", "_sites"}
 """The shared leaf below all layers ("" is the package's own ``__init__``); imports only itself."""
 LEAVES = {"cli", "serve", "quickstart", "__main__"}
 """May import anything; nothing may import them (quickstart is the CLI's one-command recipe)."""

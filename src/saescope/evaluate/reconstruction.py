@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from saescope._finite import nonfinite_rows
 from saescope.errors import SaescopeError
 from saescope.sae import SAE
 
@@ -67,8 +68,9 @@ class ReconstructionStats:
 
 
 def _check_finite(x: Tensor, number: int, rows_before: int, what: str, advice: str) -> None:
-    bad = ~torch.isfinite(x)
-    if bad.any():
+    bad_rows = nonfinite_rows(x)
+    if bad_rows is not None:
+        bad = ~torch.isfinite(x)
         first = [int(i) for i in bad.nonzero()[0]]
         raise SaescopeError(
             f"{what} {number} (counting from 0) holds {int(bad.sum())} NaN/inf values, first at "

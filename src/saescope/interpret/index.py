@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save
 from torch import Tensor
 
 from saescope._files import exclusive, strict_json, write_atomic
+from saescope._finite import nonfinite_rows
 from saescope._progress import progress_bar
 from saescope.errors import SaescopeError
 from saescope.interpret.collect import Batch, CollectConfig, FeatureCollector
@@ -141,15 +142,11 @@ def _device(source: FeatureSource) -> torch.device:
 def check_finite(batch: Batch, acts: Tensor, meta: dict[str, Any]) -> None:
     """Refuse a batch with a NaN or infinite activation, naming the first one's context and
     position: an SAE encodes NaN into garbage (or nothing) and the index would look fine."""
-    # One reduction first (a NaN or inf anywhere makes the sum non-finite); the per-row pass
-    # runs only then, and returns if the sum merely overflowed.
-    if bool(torch.isfinite(acts.sum(dtype=torch.float32))):
+    bad_rows = nonfinite_rows(acts)
+    if bad_rows is None:
         return
-    finite = torch.isfinite(acts).all(dim=1)  # (N,)
-    if bool(finite.all()):
-        return
-    row = int(torch.nonzero(~finite)[0])
-    bad = int((~finite).sum())
+    row = int(torch.nonzero(bad_rows)[0])
+    bad = int(bad_rows.sum())
     context = int(batch.contexts[batch.row_context[row]])
     position = int(batch.row_position[row])
     value = float(acts[row][~torch.isfinite(acts[row])][0])
