@@ -122,14 +122,29 @@ def _locked(root: Path, rank: Rank) -> Iterator[None]:
     """Create ``root`` (refusing a non-cache directory first) and hold this rank's lock in it."""
     if root.exists() and not root.is_dir():
         raise SaescopeError(f"--out {root} is a file; expected a cache directory")
-    if root.exists() and not (root / "shards").exists():
-        others = [p.name for p in root.iterdir() if not p.name.startswith(LOCK)]
-        if others:
-            raise SaescopeError(f"{root} exists, is not empty and is not a saescope cache")
+    if root.exists() and not (root / MANIFEST).exists():
+        # Under torchrun another rank may be creating this cache right now: only names no
+        # capture writes make the directory someone else's.
+        foreign = sorted(p.name for p in root.iterdir() if not _ours(p.name))
+        if foreign:
+            raise SaescopeError(
+                f"{root} exists and holds files that are not a saescope cache "
+                f"({', '.join(foreign[:3])}); choose another --out or empty it"
+            )
     root.mkdir(parents=True, exist_ok=True)
     name = LOCK if rank.rank == 0 else f"{LOCK}.rank-{rank.rank}"
     with exclusive(root, "the cache", name):
         yield
+
+
+def _ours(name: str) -> bool:
+    """Whether a capture (any rank) writes a top-level entry called ``name``."""
+    return (
+        name == "shards"
+        or name.startswith(LOCK)
+        or (name.startswith("manifest") and name.endswith(".json"))
+        or name.startswith(".manifest")  # write_atomic's temporary file
+    )
 
 
 def _start_journal(root: Path, rank: Rank, fresh: Manifest, resume: bool) -> Manifest:
