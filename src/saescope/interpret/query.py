@@ -14,6 +14,14 @@ from saescope.interpret import store
 from saescope.interpret.collect import PAD_TOKEN
 from saescope.interpret.neurons import Example
 
+DENSE_DENSITY = 0.10
+"""A feature firing on more than this fraction of tokens is dense: flagged wherever it is shown,
+since its top contexts rarely say what it does on the rest (issue #13, #19)."""
+
+
+def is_dense(density: float) -> bool:
+    return density > DENSE_DENSITY
+
 
 @dataclass(frozen=True)
 class FeatureRecord:
@@ -51,6 +59,10 @@ class FeatureRecord:
     @property
     def description(self) -> str:
         return self.explanation or self.top_tokens
+
+    @property
+    def dense(self) -> bool:
+        return is_dense(self.density)
 
 
 @dataclass(frozen=True)
