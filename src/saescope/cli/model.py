@@ -1,4 +1,5 @@
-"""Commands that look inside a model: ``sites``, ``predict``, ``lens``, ``neurons``."""
+"""Commands that look inside a model: ``sites``, ``predict``, ``lens``, ``pictures``,
+``neurons``."""
 
 from __future__ import annotations
 
@@ -159,7 +160,61 @@ def cmd_lens(args: argparse.Namespace) -> None:
     if args.plot:
         from saescope.interpret.plots import plot_logit_lens
 
-        print(f"heatmap written to {plot_logit_lens(lens, args.plot, k=args.top)}")
+        tracked = dict(zip(targets, target_ids, strict=True))
+        print(f"heatmap written to {plot_logit_lens(lens, args.plot, args.top, tracked)}")
+
+
+def cmd_pictures(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saescope.interpret.pictures import clipped_values, colour_limits, residual_vectors
+    from saescope.interpret.plots import plot_pictures
+    from saescope.models import load_model
+
+    layers = _parse_layers(args.layers)
+    if not 0 < args.clip <= 100:
+        raise SaescopeError(f"--clip must be a percentile in (0, 100], got {args.clip}")
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    check_prompt(model, args)
+    vectors = residual_vectors(model, args.prompt, position=args.position, layers=layers)
+    limits = colour_limits(vectors, args.scale, args.clip)
+    clipped = clipped_values(vectors, limits)
+    token = model.tokenizer.decode(
+        [int(model.tokenizer(args.prompt, return_tensors="pt")["input_ids"][0, args.position])]
+    )
+    title = f"residual stream at position {args.position} ({token!r}) of {args.prompt!r}"
+    written = plot_pictures(vectors, args.out, title=title, limits=limits)
+    table = Table(title=f"clipped dimensions (--scale {args.scale}, --clip {args.clip:g})")
+    table.add_column("picture", no_wrap=True)
+    table.add_column("limit", justify="right")
+    table.add_column("clipped", justify="right")
+    table.add_column("largest clipped (dimension=value)")
+    for name, pairs in clipped.items():
+        shown = ", ".join(f"{d}={v:.4g}" for d, v in pairs[:6])
+        more = f", +{len(pairs) - 6} more" if len(pairs) > 6 else ""
+        table.add_row(name, f"{limits[name]:.4g}", str(len(pairs)), shown + more)
+    Console().print(table)
+    print(f"pictures written to {written}")
+
+
+def _parse_layers(text: str | None) -> list[int] | None:
+    """``--layers 0,3,6`` or ``0-17`` or both (``0-3,9``); None means all layers. The range
+    check against the model is ``residual_vectors``'s."""
+    if text is None:
+        return None
+    layers: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            low, _, high = part.partition("-")
+            layers += range(int(low), int(high or low) + 1)
+    except ValueError:
+        raise SaescopeError(
+            f"--layers {text!r} is not a list of layer numbers; give e.g. '0,6,12' or '0-17'"
+        ) from None
+    if not layers:
+        raise SaescopeError(f"--layers {text!r} names no layer; give e.g. '0,6,12' or '0-17'")
+    return layers
 
 
 def cmd_neurons(args: argparse.Namespace) -> None:
@@ -229,6 +284,8 @@ def _single_token(model: Any, text: str) -> int:  # model: LanguageModel
 
 
 def register(sub: Any) -> None:
+    from saescope.interpret.pictures import SCALES
+
     p = add_command(
         sub,
         "sites",
@@ -277,7 +334,34 @@ def register(sub: Any) -> None:
     p.add_argument("--position", type=int, default=-1, help="token position (default: last)")
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--targets", help="comma-separated single tokens to track, e.g. ' high, low'")
-    p.add_argument("--plot", help="write the heatmap to this .png")
+    p.add_argument(
+        "--plot",
+        help="write the heatmap (and with --targets their probability and rank) to this .png",
+    )
+
+    p = add_command(
+        sub,
+        "pictures",
+        cmd_pictures,
+        "residual-stream pictures, layer by layer",
+        "Draw the residual stream at one position after the embeddings and after each layer "
+        "as a near-square image (640 -> 20 x 32), on a colour scale that a few huge "
+        "dimensions do not grey out; print the dimensions the scale clips.",
+    )
+    add_model_args(p)
+    add_prompt_args(p)
+    p.add_argument("--layers", help="layers to draw, e.g. '0,6,12' or '0-17' (default: all)")
+    p.add_argument("--position", type=int, default=-1, help="token position (default: last)")
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="percentile",
+        help="percentile: one symmetric scale for all pictures, clipped at the --clip "
+        "percentile of |value|; shared: one scale, the largest |value|; symmetric: each "
+        "picture on its own largest |value|",
+    )
+    p.add_argument("--clip", type=float, default=99.0, help="percentile for --scale percentile")
+    p.add_argument("--out", required=True, help="the .png to write")
 
     p = add_command(
         sub,

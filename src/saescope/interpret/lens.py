@@ -86,8 +86,11 @@ class LogitLens:
     """Index of the token read (non-negative)."""
     stages: list[str]
     """``embed``, then ``layers.i.attn`` (after attention) and ``layers.i.mlp`` (after the MLP)."""
+    logits: Tensor
+    """(n_stages, vocab) float32 logits, computed in float32 whatever the model's dtype: bf16
+    logits keep 8 significant bits, so near tokens tie and ranks collapse."""
     probs: Tensor
-    """(n_stages, vocab)."""
+    """(n_stages, vocab) float32 probabilities (the softmax of ``logits``)."""
     tokenizer: object
 
     def top(self, k: int = 5) -> list[list[tuple[str, float]]]:
@@ -101,16 +104,19 @@ class LogitLens:
 
     def track(self, token_ids: list[int]) -> tuple[Tensor, Tensor]:
         """(probabilities, ranks) of the given tokens at each stage: two (n_stages, n) tensors.
-        Rank 0 is the most probable token."""
-        ids = torch.tensor(token_ids)
-        probs = self.probs[:, ids]
-        ranks = (self.probs.unsqueeze(1) > probs.unsqueeze(-1)).sum(-1)
+        Rank 1 is the most probable token; a token's rank is 1 + the number of tokens with a
+        strictly larger logit (from the float32 logits, since far-down probabilities underflow
+        to 0 and would tie)."""
+        ids = torch.tensor(token_ids, dtype=torch.long)
+        probs = self.probs[:, ids]  # (n_stages, n)
+        chosen = self.logits[:, ids]  # (n_stages, n)
+        ranks = 1 + (self.logits.unsqueeze(1) > chosen.unsqueeze(-1)).sum(-1)  # (n_stages, n)
         return probs, ranks
 
 
 @torch.inference_mode()
 def logit_lens(model: LanguageModel, prompt: str, position: int = -1) -> LogitLens:
-    """The logit lens at ``position`` of ``prompt`` (default: the last token)."""
+    """The logit lens at ``position`` of ``prompt`` (default: the last token), in float32."""
     ids = _encode(model, prompt)
     n = model.n_layers
     if not -ids.shape[1] <= position < ids.shape[1]:
@@ -118,12 +124,14 @@ def logit_lens(model: LanguageModel, prompt: str, position: int = -1) -> LogitLe
     sites = [
         f"layers.{i}.{kind}" for i in range(n) for kind in ("resid_pre", "attn_out", "resid_post")
     ]
-    acts = run_with_cache(model, ids, sites)
-    stages, resid = ["embed"], [acts["layers.0.resid_pre"][0, position]]
+    acts = {name: a[0, position].float() for name, a in run_with_cache(model, ids, sites).items()}
+    stages, resid = ["embed"], [acts["layers.0.resid_pre"]]
     for i in range(n):
-        mid = acts[f"layers.{i}.resid_pre"][0, position] + acts[f"layers.{i}.attn_out"][0, position]
+        mid = acts[f"layers.{i}.resid_pre"] + acts[f"layers.{i}.attn_out"]  # (d,)
         stages += [f"layers.{i}.attn", f"layers.{i}.mlp"]
-        resid += [mid, acts[f"layers.{i}.resid_post"][0, position]]
-    probs = unembed(model, torch.stack(resid)).softmax(-1).cpu()  # (n_stages, vocab)
+        resid += [mid, acts[f"layers.{i}.resid_post"]]
+    logits = unembed(model, torch.stack(resid), dtype=torch.float32).cpu()  # (n_stages, vocab)
     index = position % ids.shape[1]
-    return LogitLens(_decode_each(model, ids), index, stages, probs, model.tokenizer)
+    return LogitLens(
+        _decode_each(model, ids), index, stages, logits, logits.softmax(-1), model.tokenizer
+    )

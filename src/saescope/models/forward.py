@@ -50,12 +50,42 @@ def logit_softcap(model: LanguageModel) -> float | None:
     return float(cap) if cap else None  # transformers writes None (or 0) for "disabled"
 
 
-def unembed(model: LanguageModel, resid: Tensor) -> Tensor:
+def unembed(model: LanguageModel, resid: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """Logits (..., vocab), float32, for residual-stream vectors (..., d_model), as the model's
-    head computes them: final norm, unembedding, soft-cap."""
+    head computes them: final norm, unembedding, soft-cap. The head runs in ``dtype`` (default:
+    the model's own); ``torch.float32`` on a bf16 model gives logits that are not rounded to
+    bf16's 8 significant bits, where tokens a few hundredths apart tie."""
     head = get_module(model.hf, model.family.unembed)
-    logits = head(final_norm(model)(resid.to(model.dtype)))
+    if dtype is None or dtype == model.dtype:
+        logits = head(final_norm(model)(resid.to(model.dtype)))
+    else:
+        logits = _run_in(head, _run_in(final_norm(model), resid.to(dtype), dtype), dtype)
     cap = logit_softcap(model)
     if cap is not None:
         logits = torch.tanh(logits / cap) * cap
     return logits.float()
+
+
+def _run_in(module: nn.Module, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``module(x)`` with its floating-point weights cast to ``dtype`` (copies: the module is
+    left as it is). A linear head is cast a slice of the vocabulary at a time, so a 256k-token
+    float32 copy of a bf16 unembedding is never held whole."""
+    if isinstance(module, nn.Linear):
+        rows = 16_384
+        w, b = module.weight, module.bias
+        return torch.cat(
+            [
+                nn.functional.linear(
+                    x,
+                    w[i : i + rows].to(dtype),
+                    None if b is None else b[i : i + rows].to(dtype),
+                )
+                for i in range(0, w.shape[0], rows)
+            ],
+            dim=-1,
+        )
+    state = {
+        name: t.to(dtype) if t.is_floating_point() else t
+        for name, t in [*module.named_parameters(), *module.named_buffers()]
+    }
+    return torch.func.functional_call(module, state, (x,))
