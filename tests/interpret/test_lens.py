@@ -134,3 +134,15 @@ def test_lens_command_plots_the_targets(tmp_path, capsys) -> None:
     assert cli.main([*argv, "--targets", " span, s", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert "' span' p / rank" in out and plot.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gpt2"])
+def test_a_bf16_lens_reads_in_float32_close_to_the_float32_lens(family, tokenizer) -> None:
+    model = tiny_model(family, tokenizer)
+    exact = logit_lens(model, "Bridges span rivers")
+    low = logit_lens(
+        LanguageModel.wrap(model.hf.to(torch.bfloat16), tokenizer, name="bf16"),
+        "Bridges span rivers",
+    )
+    assert low.logits.dtype == torch.float32 and next(model.hf.parameters()).dtype == torch.bfloat16
+    torch.testing.assert_close(low.probs, exact.probs, atol=0.02, rtol=0.1)

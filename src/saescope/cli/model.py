@@ -180,10 +180,10 @@ def cmd_pictures(args: argparse.Namespace) -> None:
     vectors = residual_vectors(model, args.prompt, position=args.position, layers=layers)
     limits = colour_limits(vectors, args.scale, args.clip)
     clipped = clipped_values(vectors, limits)
-    token = model.tokenizer.decode(
-        [int(model.tokenizer(args.prompt, return_tensors="pt")["input_ids"][0, args.position])]
-    )
-    title = f"residual stream at position {args.position} ({token!r}) of {args.prompt!r}"
+    ids = model.tokenizer(args.prompt, return_tensors="pt")["input_ids"][0]  # (T,)
+    position = args.position % len(ids)  # residual_vectors has checked the range
+    token = model.tokenizer.decode([int(ids[position])])
+    title = f"residual stream at token {position} ({token!r}) of {args.prompt!r}"
     written = plot_pictures(vectors, args.out, title=title, limits=limits)
     table = Table(title=f"clipped dimensions (--scale {args.scale}, --clip {args.clip:g})")
     table.add_column("picture", no_wrap=True)
