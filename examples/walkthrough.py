@@ -134,7 +134,9 @@ def main() -> None:
     plot_pictures(pictures, out / "residual.png", title=f"last token of {PROMPT!r}")
 
     corpus = load_corpus()
-    neuron, value = top_neurons(model, PROMPT, SITE, k=1)[0]
+    # by |activation|, the neuron this walkthrough has always shown (the README quotes it)
+    best = top_neurons(model, PROMPT, SITE, k=1, rank="activation")[0]
+    neuron, value = best.unit, best.activation
     md = [f"# Neuron {SITE}:{neuron} (its largest value on the prompt's last token: {value:.2f})\n"]
     found = top_contexts(model, SITE, [neuron], corpus, tokens=args.tokens, k=12)
     md.append(examples_md(f"top contexts in {args.tokens:,} tokens", found[neuron]))

@@ -89,13 +89,11 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from rich.console import Console
-
-    from saescope.cli.render import render_feature
+    from saescope.cli.render import console, render_feature
     from saescope.interpret.query import FeatureIndex
 
     with FeatureIndex(args.index) as index:
-        render_feature(Console(), index, index.feature(args.feature), args.examples)
+        render_feature(console(), index, index.feature(args.feature), args.examples)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
