@@ -192,6 +192,14 @@ class FeatureIndex:
         rows = self.db.execute(f"{select} WHERE feature = ? ORDER BY rank", (feature,))
         return [(int(a), float(b)) for a, b in rows]
 
+    def firing(self) -> tuple[np.ndarray, np.ndarray]:
+        """(density, mean activation when firing) of every feature, each (n_features,) float64;
+        the mean is NaN where a feature never fired."""
+        density, mean = np.zeros(self.n_features), np.full(self.n_features, np.nan)
+        for f, d, m in self.db.execute("SELECT feature, density, mean_activation FROM features"):
+            density[f], mean[f] = d, np.nan if m is None else m
+        return density, mean
+
     def peaks(self, feature: int) -> list[tuple[str, int]]:
         """(token, count): the tokens the feature's top examples peak on, commonest first."""
         rows = self.db.execute(
