@@ -171,7 +171,7 @@ def test_plain_output_marks_the_peak_and_keeps_every_description(
 
 
 def test_neurons_on_a_prompt_show_activation_and_contribution(setup, capsys) -> None:
-    root, _, common = setup
+    *_, common = setup
     argv = ["neurons", "--site", SITE, "--prompt", "Bridge number 3 spans", "--top", "5",
             *common[:4]]  # fmt: skip
     assert cli.main(argv) == 0
