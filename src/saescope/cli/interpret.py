@@ -127,9 +127,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    from saescope.cli.render import Table, console
     from saescope.interpret.query import FeatureIndex
 
     with FeatureIndex(args.index) as index:
@@ -139,7 +137,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         table.add_column(column)
     for hit in hits:
         table.add_row(str(hit.feature), f"{hit.score:g}", f"{hit.density:.3%}", hit.top_tokens)
-    Console().print(table if hits else f"no feature matches {args.query!r}")
+    console().print(table if hits else f"no feature matches {args.query!r}")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -152,9 +150,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 
 def cmd_families(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    from saescope.cli.render import Table, console
     from saescope.interpret.families import feature_families, split_features
     from saescope.interpret.query import FeatureIndex
     from saescope.sae import load_sae
@@ -181,7 +177,7 @@ def cmd_families(args: argparse.Namespace) -> None:
                 described.get(child, ""),
                 end_section=i == len(family.children) - 1,
             )
-    Console().print(table)
+    console().print(table)
 
 
 def register(sub: Any) -> None:

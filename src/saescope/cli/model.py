@@ -86,9 +86,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if not (math.isfinite(args.temperature) and args.temperature > 0):  # even if unused: a typo
         raise SaescopeError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    from rich.console import Console
-    from rich.table import Table
-
+    from saescope.cli.render import Table, console
     from saescope.interpret.lens import continue_text, predict
     from saescope.models import load_model
 
@@ -107,8 +105,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     table.add_column("probability", justify="right")
     for i, (token, p) in enumerate(prediction.top(args.top), 1):
         table.add_row(str(i), repr(token), f"{p:.4f}")
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for i in range(args.samples if args.sample else 1):
         if args.continue_tokens:
             text = continue_text(
@@ -119,7 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 seed=args.seed + i,
                 temperature=args.temperature,
             )
-            console.print(f"[bold]{args.prompt}[/bold]{text}", highlight=False)
+            out.print(f"[bold]{args.prompt}[/bold]{text}", highlight=False)
 
 
 def cmd_lens(args: argparse.Namespace) -> None:

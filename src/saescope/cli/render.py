@@ -72,17 +72,17 @@ def _tokens_table(title: str, rows: list[tuple[str, float]], colour: str) -> Tab
     return table
 
 
-def render_feature(console: Console, index: FeatureIndex, r: FeatureRecord, examples: int) -> None:
+def render_feature(out: Console, index: FeatureIndex, r: FeatureRecord, examples: int) -> None:
     meta = index.meta
-    console.rule(f"[bold]feature {r.feature}[/bold]  ·  {meta['site']}  ·  {meta.get('model')}")
+    out.rule(f"[bold]feature {r.feature}[/bold]  ·  {meta['site']}  ·  {meta.get('model')}")
     if r.explanation:
-        console.print(f"[bold]explanation[/bold]: {r.explanation}")
-    console.print(
+        out.print(f"[bold]explanation[/bold]: {r.explanation}")
+    out.print(
         f"peaks on {r.top_tokens or '–'}\nfires on {r.density:.3%} of {meta['tokens']:,} tokens "
         f"({r.fires:,}), max {r.max_activation:.3g}, mean when firing {r.mean_activation or 0:.3g}"
     )
     if r.dense:
-        console.print(
+        out.print(
             f"[bold]dense[/bold]: fires on more than {DENSE_DENSITY:.0%} of tokens; its top "
             "contexts say little about where it usually fires (see the sampled ones)"
         )
@@ -99,18 +99,18 @@ def render_feature(console: Console, index: FeatureIndex, r: FeatureRecord, exam
         _tokens_table("suppresses", r.suppressed[:8], "red"),
         neighbours,
     )
-    console.print(grid)
+    out.print(grid)
     if r.neurons:
-        console.print("neurons: " + ", ".join(f"{n} ({w:+.2f})" for n, w in r.neurons[:8]))
-    scale, mark = r.max_activation, plain(console)
+        out.print("neurons: " + ", ".join(f"{n} ({w:+.2f})" for n, w in r.neurons[:8]))
+    scale, mark = r.max_activation, plain(out)
     top = [example_text(e, scale, mark=mark) for e in r.top[:examples]]
-    console.print(Panel(Group(*top) if top else Text("never fired"), title="top activations"))
+    out.print(Panel(Group(*top) if top else Text("never fired"), title="top activations"))
     by_quantile = [
         example_text(e, scale, mark=mark) for q in sorted({q for q, _ in r.samples}, reverse=True)
         for e in [e for qq, e in r.samples if qq == q][:2]
     ]  # fmt: skip
     if by_quantile:
-        console.print(Panel(Group(*by_quantile), title="sampled, from high to low quantile"))
+        out.print(Panel(Group(*by_quantile), title="sampled, from high to low quantile"))
     if r.zeros:
         zeros = [example_text(e, scale, label=False) for e in r.zeros]
-        console.print(Panel(Group(*zeros), title="silent on"))
+        out.print(Panel(Group(*zeros), title="silent on"))
