@@ -4,6 +4,7 @@ and families across two SAE widths."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 from tiny_models import save_tiny_model
@@ -89,8 +90,8 @@ def test_families_between_widths(setup, capsys) -> None:
 
 
 def test_features_rank_relative_to_the_index_mean(setup) -> None:
-    """--rank relative orders a token's features by activation / mean activation when firing,
-    the mean read back from the index file as ``show`` reports it."""
+    """--rank relative orders a token's features by activation / the median activation of the
+    feature's sampled contexts, read back from the index file as ``show`` lists them."""
     from saescope.interpret.active import active_features, relative_to, typical_activations
     from saescope.interpret.sources import sae_source
     from saescope.models import load_model
@@ -100,7 +101,10 @@ def test_features_rank_relative_to_the_index_mean(setup) -> None:
     source = sae_source(root / "narrow")
     prompt = "Bridge number 3 spans a river in town"
     with FeatureIndex(index) as db:
-        mean = {f: db.feature(f).mean_activation for f in range(db.n_features)}
+        samples = {
+            f: [e.activation for _, e in db.feature(f).samples] for f in range(db.n_features)
+        }
+        typical = {f: statistics.median(a) if a else None for f, a in samples.items()}
         rank = relative_to(typical_activations(db))
     by_activation = active_features(model, source, prompt, k=32)
     by_relative = active_features(model, source, prompt, k=32, rank=rank)
@@ -108,7 +112,7 @@ def test_features_rank_relative_to_the_index_mean(setup) -> None:
     for plain, relative in zip(by_activation, by_relative, strict=True):
         assert sorted(plain.features) == sorted(relative.features)  # the same firing features
         assert [v for _, v in plain.features] == plain.scores  # default: ranked by activation
-        ratio = {f: v / mean[f] if mean[f] else float("inf") for f, v in plain.features}
+        ratio = {f: v / typical[f] if typical[f] else float("inf") for f, v in plain.features}
         want = sorted(ratio, key=lambda f: -ratio[f])
         assert [f for f, _ in relative.features] == want
         assert relative.scores == pytest.approx([ratio[f] for f in want], rel=1e-5)

@@ -91,7 +91,7 @@ def cmd_features(args: argparse.Namespace) -> None:
         tokens = tokens[-1:]
     wanted = [f for t in tokens for f, _ in t.features]
     described = describe_features(model, source, wanted, index)
-    density = index.firing()[0] if index is not None else None
+    density = index.firing().density if index is not None else None
     columns = ["pos", "token", "feature", "act"]
     columns += [] if rank is None else [args.rank]
     columns += [] if density is None else ["density"]
@@ -108,7 +108,7 @@ def cmd_features(args: argparse.Namespace) -> None:
             cells: list[str | Text] = [str(t.position), Text(repr(t.token))] if i == 0 else ["", ""]
             cells += [str(f), f"{v:.2f}"]
             if rank is not None:
-                cells.append(f"{score:.3g}" if score < math.inf else "unseen")
+                cells.append(f"{score:#.3g}" if score < math.inf else "unseen")
             if density is not None:
                 cells.append(
                     f"{density[f]:.2%}" + (" [bold]dense[/bold]" if is_dense(density[f]) else "")
@@ -237,11 +237,12 @@ def register(sub: Any) -> None:
         choices=FEATURE_RANKINGS,
         default=FEATURE_RANKINGS[0],
         help="order a token's features by activation (default), or by activation relative to "
-        "the feature's mean activation when firing over the --index (a ratio; 'unseen': it "
-        "never fired there), so that a feature unusually active here comes first and one that "
-        "fires strongly everywhere drops back. The mean rather than the median of the index's "
-        "sampled contexts, which records each context's peak and so overstates a dense "
-        "feature's typical token.",
+        "the feature's typical activation in the --index, the median of its sampled contexts "
+        "(each at its peak; a ratio, 'unseen' where the index never saw it fire), so that a "
+        "feature unusually active here comes first and one that fires everywhere drops back. "
+        "The median rather than the mean when firing: a dense feature fires weakly on most "
+        "tokens, so against its mean any strong token looks unusual (on the quickstart SAE "
+        "the dense apostrophe features came first again).",
     )
     add_model_args(p)
 
