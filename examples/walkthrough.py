@@ -134,7 +134,11 @@ def main() -> None:
     plot_pictures(pictures, out / "residual.png", title=f"last token of {PROMPT!r}")
 
     corpus = load_corpus()
-    neuron, value = top_neurons(model, PROMPT, SITE, k=1)[0]
+    # the largest positive value, the neuron this walkthrough has always shown (the README
+    # quotes it); by |activation| or contribution a negative one comes first at layer 6
+    units = top_neurons(model, PROMPT, SITE, k=model.site_dim(SITE), rank="activation")
+    best = max(units, key=lambda u: u.activation)
+    neuron, value = best.unit, best.activation
     md = [f"# Neuron {SITE}:{neuron} (its largest value on the prompt's last token: {value:.2f})\n"]
     found = top_contexts(model, SITE, [neuron], corpus, tokens=args.tokens, k=12)
     md.append(examples_md(f"top contexts in {args.tokens:,} tokens", found[neuron]))

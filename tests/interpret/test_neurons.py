@@ -84,3 +84,41 @@ def test_residual_vectors_equal_hidden_states(model, tokenizer) -> None:
     hidden = model.hf(ids, output_hidden_states=True).hidden_states
     torch.testing.assert_close(vectors["embed"], hidden[0][0, -1])
     torch.testing.assert_close(vectors["layers.1"], hidden[2][0, -1])
+
+
+def test_neurons_rank_by_output_contribution_negative_ones_included(model) -> None:
+    """A neuron with a small |activation| but large output weights outranks one with a larger
+    |activation| and tiny weights; negative activations rank by their size."""
+    site, prompt = "layers.1.mlp_act", "Bridges span rivers"
+    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    acts = run_with_cache(model, ids, [site])[site][0, -1].float()  # (96,)
+    order = acts.abs().sort(descending=True).indices
+    loud, quiet = int(order[0]), int(order[10])  # the largest |activation|, the 11th
+    assert acts[order[:5]].min() < 0  # SiLU-gated neurons go below zero, and loudly
+    down = model.layers[1].mlp.down_proj.weight  # (d_model, d_mlp): column u is neuron u's output
+    down[:, loud] *= 1e-3
+    down[:, quiet] *= 1e3
+    by_contribution = top_neurons(model, prompt, site, k=96)
+    assert by_contribution[0].unit == quiet
+    assert loud not in [u.unit for u in by_contribution[:10]]
+    norms = down.detach().norm(dim=0)
+    want = (acts.abs() * norms).sort(descending=True).indices.tolist()
+    assert [u.unit for u in by_contribution] == want
+    for u in by_contribution[:5]:
+        assert u.contribution == pytest.approx(abs(u.activation) * float(norms[u.unit]), rel=1e-5)
+    by_activation = top_neurons(model, prompt, site, k=5, rank="activation")
+    assert [u.unit for u in by_activation] == order[:5].tolist()
+    assert min(u.activation for u in by_activation) < 0  # negative ones listed, signed
+    with pytest.raises(SaescopeError, match="rank must be one of"):
+        top_neurons(model, prompt, site, rank="value")
+
+
+def test_output_norms_read_gpt2_conv1d_the_right_way_round(tokenizer) -> None:
+    from tiny_models import tiny_model
+
+    from saescope.interpret.neurons import output_norms
+
+    gpt2 = tiny_model("gpt2", tokenizer)
+    c_proj = gpt2.layers[1].mlp.c_proj.weight  # Conv1D: (in = d_mlp 96, out = d_model 64)
+    torch.testing.assert_close(output_norms(gpt2, "layers.1.mlp_act"), c_proj.norm(dim=1))
+    assert torch.equal(output_norms(gpt2, "layers.1.resid_post"), torch.ones(64))

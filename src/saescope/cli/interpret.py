@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from saescope.cli.common import add_command, add_data_args, add_model_args, context_config, ints
 from saescope.cli.model import add_prompt_args, check_prompt
+
+if TYPE_CHECKING:
+    from saescope.interpret.active import Ranking
+    from saescope.interpret.query import FeatureIndex
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -48,60 +53,81 @@ def _source(args: argparse.Namespace, model: Any) -> Any:
     raise SaescopeError("give --sae DIR (its features) or --site SITE (raw neurons)")
 
 
-def cmd_features(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def _ranking(args: argparse.Namespace, index: FeatureIndex | None) -> Ranking | None:
+    """The ``--rank`` of ``features``: None orders a token's features by activation."""
     from saescope.errors import SaescopeError
-    from saescope.interpret.active import active_features, describe_features
-    from saescope.interpret.query import FeatureIndex
+    from saescope.interpret.active import relative_to, typical_activations
+
+    if args.rank == "activation":
+        return None
+    if index is None:
+        raise SaescopeError(
+            f"--rank {args.rank} needs --index: a feature's typical activation comes from its "
+            "index (saescope index --sae ...)"
+        )
+    return relative_to(typical_activations(index))
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from rich.text import Text
+
+    from saescope.cli.render import Table, console
+    from saescope.errors import SaescopeError
+    from saescope.interpret.active import active_features, check_index, describe_features
+    from saescope.interpret.query import FeatureIndex, is_dense
     from saescope.models import load_model
 
     if args.top < 1:
         raise SaescopeError(f"--top (features per token) must be >= 1, got {args.top}")
+    index = FeatureIndex(args.index) if args.index else None
+    rank = _ranking(args, index)
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     check_prompt(model, args)
     source = _source(args, model)
-    tokens = active_features(model, source, args.prompt, args.top)
+    if index is not None:
+        check_index(index, source)
+    tokens = active_features(model, source, args.prompt, args.top, rank)
     if args.last:
         tokens = tokens[-1:]
-    index = FeatureIndex(args.index) if args.index else None
     wanted = [f for t in tokens for f, _ in t.features]
     described = describe_features(model, source, wanted, index)
-    table = Table(title=f"{source.kind} at {source.site} on {args.prompt!r}")
-    for column in ("pos", "token", "feature", "act", "description"):
-        table.add_column(column, justify="right" if column in ("pos", "feature", "act") else "left")
+    density = index.firing().density if index is not None else None
+    columns = ["pos", "token", "feature", "act"]
+    columns += [] if rank is None else [args.rank]
+    columns += [] if density is None else ["density"]
+    table = Table(title=f"{source.kind} at {source.site} on {args.prompt!r}, by {args.rank}")
+    for column in (*columns, "description"):
+        table.add_column(column, justify="left" if column in ("token", "description") else "right")
     for t in tokens:
         if t.excluded or not t.features:
-            table.add_row(str(t.position), repr(t.token), "–", "", "excluded" if t.excluded else "")
+            blank = [""] * (len(columns) - 3)
+            note = "excluded" if t.excluded else ""
+            table.add_row(str(t.position), Text(repr(t.token)), "–", *blank, note)
             continue
-        for i, (f, v) in enumerate(t.features):
-            first = i == 0
-            table.add_row(
-                str(t.position) if first else "",
-                repr(t.token) if first else "",
-                str(f),
-                f"{v:.2f}",
-                described[f],
-                end_section=i == len(t.features) - 1,
-            )
-    Console().print(table)
+        for i, ((f, v), score) in enumerate(zip(t.features, t.scores, strict=True)):
+            cells: list[str | Text] = [str(t.position), Text(repr(t.token))] if i == 0 else ["", ""]
+            cells += [str(f), f"{v:.2f}"]
+            if rank is not None:
+                cells.append(f"{score:#.3g}" if score < math.inf else "unseen")
+            if density is not None:
+                cells.append(
+                    f"{density[f]:.2%}" + (" [bold]dense[/bold]" if is_dense(density[f]) else "")
+                )
+            # Text: a description is data (a token such as '[/' is no markup)
+            table.add_row(*cells, Text(described[f]), end_section=i == len(t.features) - 1)
+    console().print(table)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from rich.console import Console
-
-    from saescope.cli.render import render_feature
+    from saescope.cli.render import console, render_feature
     from saescope.interpret.query import FeatureIndex
 
     with FeatureIndex(args.index) as index:
-        render_feature(Console(), index, index.feature(args.feature), args.examples)
+        render_feature(console(), index, index.feature(args.feature), args.examples)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    from saescope.cli.render import Table, console
     from saescope.interpret.query import FeatureIndex
 
     with FeatureIndex(args.index) as index:
@@ -111,7 +137,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         table.add_column(column)
     for hit in hits:
         table.add_row(str(hit.feature), f"{hit.score:g}", f"{hit.density:.3%}", hit.top_tokens)
-    Console().print(table if hits else f"no feature matches {args.query!r}")
+    console().print(table if hits else f"no feature matches {args.query!r}")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -124,9 +150,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 
 def cmd_families(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    from saescope.cli.render import Table, console
     from saescope.interpret.families import feature_families, split_features
     from saescope.interpret.query import FeatureIndex
     from saescope.sae import load_sae
@@ -153,10 +177,13 @@ def cmd_families(args: argparse.Namespace) -> None:
                 described.get(child, ""),
                 end_section=i == len(family.children) - 1,
             )
-    Console().print(table)
+    console().print(table)
 
 
 def register(sub: Any) -> None:
+    from saescope.interpret.active import FEATURE_RANKINGS
+    from saescope.interpret.query import DENSE_DENSITY
+
     p = add_command(
         sub,
         "index",
@@ -195,7 +222,9 @@ def register(sub: Any) -> None:
         "Run the prompt, encode the site's activations with the SAE and list, per token, the "
         "largest features with their activation and a short description: from --index (its "
         "explanation, else the tokens its top examples peak on), else the tokens its decoder "
-        "direction promotes.",
+        "direction promotes. With --index, each feature's density (the fraction of indexed "
+        f"tokens it fires on), flagged dense above {DENSE_DENSITY:.0%}: a dense feature's top "
+        "contexts say little about what it does on the rest.",
     )
     p.add_argument("--sae", help="SAE directory")
     p.add_argument("--site", help="site (default: the SAE's); alone, raw neurons of that site")
@@ -203,6 +232,18 @@ def register(sub: Any) -> None:
     p.add_argument("--index", help="feature index for descriptions")
     p.add_argument("--top", type=int, default=5, help="features per token")
     p.add_argument("--last", action="store_true", help="only the last token")
+    p.add_argument(
+        "--rank",
+        choices=FEATURE_RANKINGS,
+        default=FEATURE_RANKINGS[0],
+        help="order a token's features by activation (default), or by activation relative to "
+        "the feature's typical activation in the --index, the median of its sampled contexts "
+        "(each at its peak; a ratio, 'unseen' where the index never saw it fire), so that a "
+        "feature unusually active here comes first and one that fires everywhere drops back. "
+        "The median rather than the mean when firing: a dense feature fires weakly on most "
+        "tokens, so against its mean any strong token looks unusual (on the quickstart SAE "
+        "the dense apostrophe features came first again).",
+    )
     add_model_args(p)
 
     p = add_command(

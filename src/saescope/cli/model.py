@@ -87,9 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if not (math.isfinite(args.temperature) and args.temperature > 0):  # even if unused: a typo
         raise SaescopeError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    from rich.console import Console
-    from rich.table import Table
-
+    from saescope.cli.render import Table, console
     from saescope.interpret.lens import continue_text, predict
     from saescope.models import load_model
 
@@ -108,8 +106,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     table.add_column("probability", justify="right")
     for i, (token, p) in enumerate(prediction.top(args.top), 1):
         table.add_row(str(i), repr(token), f"{p:.4f}")
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for i in range(args.samples if args.sample else 1):
         if args.continue_tokens:
             text = continue_text(
@@ -120,7 +118,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 seed=args.seed + i,
                 temperature=args.temperature,
             )
-            console.print(f"[bold]{args.prompt}[/bold]{text}", highlight=False)
+            out.print(f"[bold]{args.prompt}[/bold]{text}", highlight=False)
 
 
 def cmd_lens(args: argparse.Namespace) -> None:
@@ -218,28 +216,27 @@ def _parse_layers(text: str | None) -> list[int] | None:
 
 
 def cmd_neurons(args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from saescope.cli.render import example_text
+    from saescope.cli.render import Table, console, example_text, plain
     from saescope.interpret.lens import predict
     from saescope.interpret.neurons import top_contexts, top_neurons
     from saescope.models import load_model
     from saescope.steer import clamp_neurons
 
-    console = Console()
+    out = console()
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     if args.prompt is not None:
         check_prompt(model, args)
     if args.top < 1:
         raise SaescopeError(f"--top must be >= 1, got {args.top}")
     if args.prompt and args.unit is None:
-        table = Table(title=f"top units of {args.site} at position {args.position}")
+        units = top_neurons(model, args.prompt, args.site, args.position, args.top, args.rank)
+        table = Table(title=f"top units of {args.site} at position {args.position}, by {args.rank}")
         table.add_column("unit", justify="right")
-        table.add_column("value", justify="right")
-        for unit, value in top_neurons(model, args.prompt, args.site, args.position, args.top):
-            table.add_row(str(unit), f"{value:.3f}")
-        console.print(table)
+        table.add_column("activation", justify="right")
+        table.add_column("contribution", justify="right")
+        for u in units:
+            table.add_row(str(u.unit), f"{u.activation:+.3f}", f"{u.contribution:.3f}")
+        out.print(table)
     if args.unit is not None and args.clamp is not None:
         if not args.prompt:
             raise SaescopeError("--clamp needs --prompt")
@@ -251,7 +248,7 @@ def cmd_neurons(args: argparse.Namespace) -> None:
         table.add_column("clamped")
         for (a, p), (b, q) in zip(before, after, strict=True):
             table.add_row(f"{a!r} {p:.3f}", f"{b!r} {q:.3f}")
-        console.print(table)
+        out.print(table)
     if args.unit is not None and args.contexts:
         from saescope.data import load_corpus
 
@@ -263,12 +260,13 @@ def cmd_neurons(args: argparse.Namespace) -> None:
             tokens=args.tokens,
             k=args.contexts,
         )
-        console.print(
+        out.print(
             f"[bold]{args.site}:{args.unit}[/bold], top contexts in "
             f"{args.tokens:,} tokens of {args.dataset}"
         )
         for example in found[args.unit]:
-            console.print(example_text(example, max(max(example.activations), 1e-6)))
+            scale = max(max(example.activations), 1e-6)
+            out.print(example_text(example, scale, mark=plain(out)))
 
 
 def _single_token(model: Any, text: str) -> int:  # model: LanguageModel
@@ -284,6 +282,7 @@ def _single_token(model: Any, text: str) -> int:  # model: LanguageModel
 
 
 def register(sub: Any) -> None:
+    from saescope.interpret.neurons import NEURON_RANKINGS
     from saescope.interpret.pictures import SCALES
 
     p = add_command(
@@ -368,8 +367,10 @@ def register(sub: Any) -> None:
         "neurons",
         cmd_neurons,
         "neurons: top ones on a prompt, top contexts, clamping",
-        "With --prompt: the units of --site (neurons at layers.<i>.mlp_act) with the largest "
-        "values at --position. With --unit and --contexts K: the K corpus contexts where "
+        "With --prompt: the units of --site (neurons at layers.<i>.mlp_act) that matter most "
+        "at --position, negative ones included, each with its activation and its output "
+        "contribution (|activation| x the L2 norm of its row of the MLP's down projection: "
+        "what it writes). With --unit and --contexts K: the K corpus contexts where "
         "that unit fires most (one streaming pass over --tokens). With --unit, --clamp V "
         "and --prompt: the next-token distribution with the unit clamped to V.",
     )
@@ -378,6 +379,14 @@ def register(sub: Any) -> None:
     add_prompt_args(p, required=False)
     p.add_argument("--position", type=int, default=-1)
     p.add_argument("--top", type=int, default=10)
+    p.add_argument(
+        "--rank",
+        choices=NEURON_RANKINGS,
+        default=NEURON_RANKINGS[0],
+        help="order --prompt's units by output contribution (default: a neuron with a large "
+        "activation but tiny output weights barely changes the model, one with a small "
+        "activation and large weights can) or by |activation|",
+    )
     p.add_argument("--unit", type=int, help="one neuron / unit index")
     p.add_argument("--clamp", type=float, help="value to clamp --unit to")
     p.add_argument("--contexts", type=int, default=0, metavar="K", help="show K top contexts")

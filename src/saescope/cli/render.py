@@ -1,26 +1,65 @@
-"""Terminal rendering of feature records (rich)."""
+"""Terminal rendering (rich): the one console every command prints to, tables that wrap instead
+of truncating, and feature records."""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from rich import table as rich_table
 from rich.console import Console, Group
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from saescope.interpret.neurons import Example
-from saescope.interpret.query import FeatureIndex, FeatureRecord
+from saescope.interpret.query import DENSE_DENSITY, FeatureIndex, FeatureRecord
+
+PIPED_WIDTH = 160
+"""Columns when output goes to a file or a pipe and ``COLUMNS`` is unset. rich would assume 80
+there and squeeze wide tables (descriptions cut with '…'); a file has no width of its own."""
+
+PEAK_MARK = ("«", "»")
+"""Around the peak token of an example in plain output, where its colour is lost."""
 
 
-def example_text(example: Example, scale: float, label: bool = True) -> Text:
-    """Tokens shaded by activation (white to orange), the peak underlined."""
+def console() -> Console:
+    """The console every command prints to: rich's own width on a terminal or with ``COLUMNS``
+    set, ``PIPED_WIDTH`` columns otherwise."""
+    out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(width=PIPED_WIDTH)
+    return out
+
+
+def plain(out: Console) -> bool:
+    """Whether ``out`` drops colour (piped, redirected, or ``NO_COLOR``), so that what colour
+    marks must be marked in the text."""
+    return out.color_system is None or out.no_color
+
+
+class Table(rich_table.Table):
+    """A rich table whose columns fold long words onto the next line instead of cutting them
+    with '…' (rich's default): a description is never hidden, however narrow the console."""
+
+    def add_column(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
+
+
+def example_text(example: Example, scale: float, label: bool = True, mark: bool = False) -> Text:
+    """Tokens shaded by activation (white to orange), the peak underlined and, with ``mark``
+    (for plain output, see ``plain``), between ``PEAK_MARK``."""
     line = Text(f"{example.activation:8.2f}  " if label else "          ")
     for i, (token, act) in enumerate(zip(example.tokens, example.activations, strict=True)):
         level = 0.0 if scale <= 0 else min(max(act / scale, 0.0), 1.0)
         green, blue = int(255 - 145 * level), int(255 - 255 * level)
         style = f"black on rgb(255,{green},{blue})" if level > 0 else ""
+        text = token.replace("\n", "⏎")
         if i == example.focus and act > 0:
             style += " underline"
-        line.append(token.replace("\n", "⏎"), style=style)
+            if mark:
+                text = f"{PEAK_MARK[0]}{text}{PEAK_MARK[1]}"
+        line.append(text, style=style)
     return line
 
 
@@ -33,15 +72,20 @@ def _tokens_table(title: str, rows: list[tuple[str, float]], colour: str) -> Tab
     return table
 
 
-def render_feature(console: Console, index: FeatureIndex, r: FeatureRecord, examples: int) -> None:
+def render_feature(out: Console, index: FeatureIndex, r: FeatureRecord, examples: int) -> None:
     meta = index.meta
-    console.rule(f"[bold]feature {r.feature}[/bold]  ·  {meta['site']}  ·  {meta.get('model')}")
+    out.rule(f"[bold]feature {r.feature}[/bold]  ·  {meta['site']}  ·  {meta.get('model')}")
     if r.explanation:
-        console.print(f"[bold]explanation[/bold]: {r.explanation}")
-    console.print(
+        out.print(f"[bold]explanation[/bold]: {r.explanation}")
+    out.print(
         f"peaks on {r.top_tokens or '–'}\nfires on {r.density:.3%} of {meta['tokens']:,} tokens "
         f"({r.fires:,}), max {r.max_activation:.3g}, mean when firing {r.mean_activation or 0:.3g}"
     )
+    if r.dense:
+        out.print(
+            f"[bold]dense[/bold]: fires on more than {DENSE_DENSITY:.0%} of tokens; its top "
+            "contexts say little about where it usually fires (see the sampled ones)"
+        )
     neighbours = Table(title="neighbours", title_justify="left", box=None)
     neighbours.add_column("feature", justify="right")
     neighbours.add_column("cos", justify="right")
@@ -55,18 +99,18 @@ def render_feature(console: Console, index: FeatureIndex, r: FeatureRecord, exam
         _tokens_table("suppresses", r.suppressed[:8], "red"),
         neighbours,
     )
-    console.print(grid)
+    out.print(grid)
     if r.neurons:
-        console.print("neurons: " + ", ".join(f"{n} ({w:+.2f})" for n, w in r.neurons[:8]))
-    scale = r.max_activation
-    top = [example_text(e, scale) for e in r.top[:examples]]
-    console.print(Panel(Group(*top) if top else Text("never fired"), title="top activations"))
+        out.print("neurons: " + ", ".join(f"{n} ({w:+.2f})" for n, w in r.neurons[:8]))
+    scale, mark = r.max_activation, plain(out)
+    top = [example_text(e, scale, mark=mark) for e in r.top[:examples]]
+    out.print(Panel(Group(*top) if top else Text("never fired"), title="top activations"))
     by_quantile = [
-        example_text(e, scale) for q in sorted({q for q, _ in r.samples}, reverse=True)
+        example_text(e, scale, mark=mark) for q in sorted({q for q, _ in r.samples}, reverse=True)
         for e in [e for qq, e in r.samples if qq == q][:2]
     ]  # fmt: skip
     if by_quantile:
-        console.print(Panel(Group(*by_quantile), title="sampled, from high to low quantile"))
+        out.print(Panel(Group(*by_quantile), title="sampled, from high to low quantile"))
     if r.zeros:
         zeros = [example_text(e, scale, label=False) for e in r.zeros]
-        console.print(Panel(Group(*zeros), title="silent on"))
+        out.print(Panel(Group(*zeros), title="silent on"))

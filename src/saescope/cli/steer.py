@@ -132,10 +132,9 @@ def _describe(args: argparse.Namespace) -> str:
 
 
 def _render(result: Any, args: argparse.Namespace, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from saescope.cli.render import Table, console
 
-    console = Console()
+    out = console()
     table = Table(title=f"next token after {args.prompt!r}: clean vs {title}")
     table.add_column("#", justify="right")
     table.add_column("clean")
@@ -151,7 +150,7 @@ def _render(result: Any, args: argparse.Namespace, title: str) -> None:
         table.add_row(
             str(i), f"{a!r} {p:.3f}", f"{b!r} {q:.3f}", f"{c!r} {before:.3f} -> {after:.3f}"
         )
-    console.print(table)
+    out.print(table)
     texts = Table(title="continuations (same seed)", show_lines=True)
     texts.add_column("clean", ratio=1)
     texts.add_column("steered", ratio=1)
@@ -159,12 +158,11 @@ def _render(result: Any, args: argparse.Namespace, title: str) -> None:
         result.clean_rollouts.texts, result.steered_rollouts.texts, strict=True
     ):
         texts.add_row(clean, steered)
-    console.print(texts)
+    out.print(texts)
 
 
 def _render_sweep(rows: list, args: argparse.Namespace, feature: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from saescope.cli.render import Table, console
 
     table = Table(
         title=f"{args.sweep_op} feature {feature}: next token after {args.prompt!r} and the "
@@ -183,7 +181,7 @@ def _render_sweep(rows: list, args: argparse.Namespace, feature: int) -> None:
     for value, result in rows:
         top = "  ".join(f"{t!r} {p:.2f}" for t, p in result.steered.top(min(args.top, 3)))
         table.add_row(f"{value:g}", top, result.steered_rollouts.texts[0])
-    Console().print(table)
+    console().print(table)
 
 
 def register(sub: Any) -> None:

@@ -11,19 +11,56 @@ import torch
 from saescope._progress import progress_bar
 from saescope.activations.extract import check_context_size
 from saescope.data import ContextConfig, Corpus, keep_positions, pack_contexts
+from saescope.errors import SaescopeError
 from saescope.interpret.topk import StreamingTopK
 from saescope.models import LanguageModel, run_with_cache
+from saescope.models.families import mlp_down_weight
+
+NEURON_RANKINGS = ("contribution", "activation")
+"""How ``top_neurons`` orders units: by ``contribution`` (the default: what the unit writes) or
+by ``|activation|``."""
+
+
+@dataclass(frozen=True)
+class UnitValue:
+    """One unit's value at a position, and how much it writes there."""
+
+    unit: int
+    activation: float
+    """Its value, signed (GELU and SiLU neurons go negative)."""
+    contribution: float
+    """``|activation|`` x the L2 norm of what one unit of it writes: for an ``mlp_act`` neuron
+    its row of the MLP's down projection, elsewhere 1 (a unit is a coordinate of the site)."""
+
+
+def output_norms(model: LanguageModel, site: str) -> torch.Tensor:
+    """(units,): the L2 norm of what one unit of each unit of ``site`` writes (see UnitValue)."""
+    s = model.site(site)
+    if s.kind != "mlp_act":
+        return torch.ones(model.site_dim(s))
+    return mlp_down_weight(model.family, model.layers[s.layer]).float().norm(dim=1).cpu()
 
 
 @torch.inference_mode()
 def top_neurons(
-    model: LanguageModel, prompt: str, site: str, position: int = -1, k: int = 10
-) -> list[tuple[int, float]]:
-    """The ``k`` units of ``site`` with the largest values at ``position`` of ``prompt``."""
+    model: LanguageModel,
+    prompt: str,
+    site: str,
+    position: int = -1,
+    k: int = 10,
+    rank: str = "contribution",
+) -> list[UnitValue]:
+    """The ``k`` units of ``site`` at ``position`` of ``prompt`` that write the most (``rank=
+    "contribution"``) or have the largest ``|activation|`` (``"activation"``), negative values
+    included, largest first."""
+    if rank not in NEURON_RANKINGS:
+        raise SaescopeError(f"rank must be one of {', '.join(NEURON_RANKINGS)}, got {rank!r}")
     ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
-    acts = run_with_cache(model, ids, [site])[model.site(site).name][0, position].float()
-    values, indices = acts.topk(k)
-    return [(int(i), float(v)) for v, i in zip(values, indices, strict=True)]
+    acts = run_with_cache(model, ids, [site])[model.site(site).name][0, position].float().cpu()
+    contribution = acts.abs() * output_norms(model, site)  # (units,)
+    score = contribution if rank == "contribution" else acts.abs()
+    order = score.topk(min(k, len(score))).indices
+    return [UnitValue(int(u), float(acts[u]), float(contribution[u])) for u in order]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,6 +76,17 @@ class SearchHit:
     @property
     def top_tokens(self) -> str:
         return peaks_text(self.peaks)
+
+
+class Firing(NamedTuple):
+    """How every feature fires over the indexed tokens, each (n_features,) float64."""
+
+    density: np.ndarray
+    mean: np.ndarray
+    """Mean activation when firing; NaN where a feature never fired."""
+    sampled_median: np.ndarray
+    """Median activation of its sampled contexts (each a uniformly drawn context where it fires,
+    at that context's peak): its typical strength where it is on; NaN where none was sampled."""
 
 
 SHOWN_PEAKS = 3
@@ -191,6 +202,24 @@ class FeatureIndex:
     def _pairs(self, select: str, feature: int) -> list[tuple[int, float]]:
         rows = self.db.execute(f"{select} WHERE feature = ? ORDER BY rank", (feature,))
         return [(int(a), float(b)) for a, b in rows]
+
+    def firing(self) -> Firing:
+        """Every feature's density, mean activation when firing and median sampled peak."""
+        firing = Firing(
+            np.zeros(self.n_features),
+            np.full(self.n_features, np.nan),
+            np.full(self.n_features, np.nan),
+        )
+        for f, d, m in self.db.execute("SELECT feature, density, mean_activation FROM features"):
+            firing.density[f], firing.mean[f] = d, np.nan if m is None else m
+        sampled: dict[int, list[float]] = {}
+        for f, a in self.db.execute(
+            "SELECT feature, activation FROM examples WHERE kind = 'sample'"
+        ):
+            sampled.setdefault(f, []).append(a)
+        for f, values in sampled.items():
+            firing.sampled_median[f] = np.median(values)
+        return firing
 
     def peaks(self, feature: int) -> list[tuple[str, int]]:
         """(token, count): the tokens the feature's top examples peak on, commonest first."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import torch
 from torch import Tensor
 
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
-from saescope.models.families import get_module
+from saescope.models.families import mlp_down_weight
 from saescope.sae import SAE, Latents, sae_site
 from saescope.sae.io import load_sae
 
@@ -66,11 +65,7 @@ class FeatureSource:
         rows = self.sae.W_dec.detach().float() if self.sae is not None else torch.eye(self.d_in)
         if site.kind != "mlp_act":
             return rows
-        layer = model.layers[site.layer]
-        down = get_module(layer, model.family.mlp_act)
-        weight = cast(Tensor, down.weight).detach().float()
-        # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out).
-        w_in_out = weight.t() if weight.shape[1] == self.d_in else weight  # (d_mlp, d_model)
+        w_in_out = mlp_down_weight(model.family, model.layers[site.layer]).float()  # (d_mlp, d)
         return rows @ w_in_out.to(rows.device)
 
     def decoder_rows(self) -> Tensor:

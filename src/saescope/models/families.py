@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from torch import nn
+from torch import Tensor, nn
 
 from saescope.errors import SaescopeError
 
@@ -106,6 +106,15 @@ def find_module(root: nn.Module, candidates: tuple[str, ...], what: str) -> nn.M
         f"{type(root).__name__} has no {what} at any of {', '.join(candidates)}; "
         "is this model of the family its config says?"
     )
+
+
+def mlp_down_weight(family: Family, layer: nn.Module) -> Tensor:
+    """(d_mlp, d_model): row ``i`` is what one unit of MLP neuron ``i`` adds to the MLP's output
+    (before any post-MLP norm, e.g. Gemma's ``post_feedforward_layernorm``). Detached."""
+    down = get_module(layer, family.mlp_act)
+    weight = cast(Tensor, down.weight).detach()
+    # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out).
+    return weight.t() if isinstance(down, nn.Linear) else weight
 
 
 _GEMMA_POST_NORM: dict[str, Any] = dict(
