@@ -72,6 +72,7 @@ def _load_sae(path: str, model: Any) -> Any:
 
 def _render_decomposition(steering: Any, sae: Any, args: argparse.Namespace) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from saescope.steer.vectors import decompose, flat
@@ -102,7 +103,7 @@ def _render_decomposition(steering: Any, sae: Any, args: argparse.Namespace) -> 
             f"{float(share):.1%}",
             f"{float(parts.cumulative[rank]):.1%}",
             density,
-            description,
+            escape(description),
         )
     if index is not None:
         index.close()
@@ -206,6 +207,7 @@ def _write_json(frontier: Any, args: argparse.Namespace, path: Path, seconds: fl
 
 def _render_frontier(frontier: Any, rows: list, args: argparse.Namespace) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
@@ -224,7 +226,7 @@ def _render_frontier(frontier: Any, rows: list, args: argparse.Namespace) -> Non
             f"{row['success']:.2f}",
             f"{row['loss']:.3f}",
             f"{row['loss_increase']:+.3f}",
-            row["texts"][0][:80].replace("\n", " "),
+            escape(row["texts"][0][:80].replace("\n", " ")),  # rollouts are not rich markup
         )
     Console().print(table)
 
