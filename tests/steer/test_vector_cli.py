@@ -121,3 +121,11 @@ def test_frontier_end_to_end(dirs, capsys, monkeypatch) -> None:
     assert len({(p["success"], p["loss"]) for p in zero}) == 1  # one unsteered point, shared
     assert all(p["loss_increase"] == 0 for p in zero)
     assert len(record["features"]) == 1
+
+
+@pytest.mark.parametrize("command", ["vector", "frontier"])
+def test_vector_commands_explain_themselves(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--sae" in capsys.readouterr().out
