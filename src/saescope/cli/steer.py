@@ -36,6 +36,26 @@ def _neuron_interventions(args: argparse.Namespace, where: Any) -> list:
     return [UnitIntervention(site, tuple(edits), where) for site, edits in by_site.items()]
 
 
+def _vector_interventions(args: argparse.Namespace, model: Any, where: Any) -> list:
+    """``V.safetensors=COEF`` -> one VectorIntervention at the site the file names."""
+    from saescope.steer import VectorIntervention, load_vector
+
+    out = []
+    for text in args.vector or []:
+        path, sep, coef = text.rpartition("=")
+        try:
+            coefficient = float(coef)
+        except ValueError:
+            sep = ""
+        if not sep or not path:
+            raise SaescopeError(
+                f"cannot read --vector {text!r}: expected FILE=COEF, e.g. anger.safetensors=4"
+            )
+        vector = load_vector(path, model)
+        out.append(VectorIntervention(vector.site, vector.vector, coefficient, where))
+    return out
+
+
 def _positions(text: str) -> Any:  # -> Positions
     from saescope.steer import ALL, GENERATED, Positions
 
@@ -71,12 +91,14 @@ def cmd_steer(args: argparse.Namespace) -> None:
     if (edits or args.sweep) and not args.sae:
         raise SaescopeError("feature edits (--clamp/--add/--scale/--ablate/--sweep) need --sae")
     neurons = _neuron_interventions(args, where)
-    if not (edits or neurons or args.sweep):
+    if not (edits or neurons or args.sweep or args.vector):
         raise SaescopeError(
-            "nothing to do: give --clamp/--add/--scale/--ablate/--sweep with --sae, or --neuron"
+            "nothing to do: give --clamp/--add/--scale/--ablate/--sweep with --sae, --neuron "
+            "or --vector"
         )
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     check_prompt(model, args)
+    vectors = _vector_interventions(args, model, where)
     check_top(model, args.top)
     sae = _load_sae(args.sae, model) if args.sae else None
     config = GenerationConfig(
@@ -94,7 +116,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
             if fixed and sae is not None
             else []
         )
-        return feature + neurons
+        return feature + neurons + vectors
 
     if not args.sweep:
         _render(compare(model, args.prompt, interventions(), config), args, _describe(args))
@@ -126,6 +148,7 @@ def _load_sae(path: str, model: Any) -> Any:
 def _describe(args: argparse.Namespace) -> str:
     parts = [f"{op} {text}" for op in OPS for text in getattr(args, op) or []]
     parts += [f"neuron {text}" for text in args.neuron or []]
+    parts += [f"vector {text}" for text in args.vector or []]
     if args.no_error_term:
         parts.append("no error term")
     return ", ".join(parts)
@@ -189,10 +212,11 @@ def register(sub: Any) -> None:
         sub,
         "steer",
         cmd_steer,
-        "steer generation: clamp, add, scale or ablate SAE features and neurons",
+        "steer generation: clamp, add, scale or ablate SAE features and neurons; add vectors",
         "Edit SAE features at the SAE's site (--clamp/--add/--scale/--ablate, several "
-        "allowed) and/or MLP neurons (--neuron), then print the next-token distribution "
-        "after --prompt without and with the edits, and clean and steered continuations "
+        "allowed) and/or MLP neurons (--neuron), add steering vectors (--vector FILE=COEF, "
+        "from `saescope vector`; an aligned vector adds row p at token index p), then print "
+        "the next-token distribution after --prompt without and with the edits, and clean and steered continuations "
         "side by side (same seed). --sweep FEATURE=V1,V2,... shows the progression over "
         "values instead. Feature edits keep the SAE's error term (x - x_hat), so an edit "
         "that changes nothing leaves the model exactly as it was; --no-error-term runs the "
@@ -213,6 +237,12 @@ def register(sub: Any) -> None:
         action="append",
         metavar="SITE:UNIT=V",
         help="clamp a neuron, e.g. layers.6.mlp_act:1393=-160; repeatable",
+    )
+    p.add_argument(
+        "--vector",
+        action="append",
+        metavar="FILE=COEF",
+        help="add COEF x a vector from `saescope vector` at its site; repeatable",
     )
     p.add_argument(
         "--sweep", metavar="I=V1,V2,...", help="one row per value of feature I (with the edits)"

@@ -164,7 +164,7 @@ def plot_steering(
     ax.set_ylabel("fraction of rollouts on target")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")  # "lower right" hid the points of curves that stay low
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,20 +16,31 @@ An SAE says what a vector is made of: ``decompose`` writes it as a sparse combin
 rows, v ~ sum_i c_i W_dec[i], picking rows greedily (orthogonal matching pursuit: the row most
 aligned with the residual, then a least-squares refit of every coefficient so far) or by the
 SAE's own encoder (the k largest |v @ W_enc|, then the same least-squares fit).
+
+A vector travels as a ``SteeringVector``: the tensor, the site it was taken at and how it was
+made, saved as one safetensors file (``save_vector`` / ``load_vector``) that ``saescope steer
+--vector`` and ``saescope frontier`` read.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 from torch import Tensor
 
+from saescope import __version__
+from saescope._files import write_atomic
+from saescope._sites import Site
 from saescope.activations.extract import site_rows
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, run_with_cache
-from saescope.sae import SAE
+from saescope.sae import SAE, sae_site
 
 REDUCTIONS = ("mean", "aligned", "last")
 
@@ -97,6 +108,9 @@ class Decomposition:
     ``explained``."""
     explained: float
     """1 - |v - v_hat|^2 / |v|^2."""
+    cumulative: Tensor | None = None
+    """(k,) the fraction of |v|^2 explained by the first j+1 features picked (refit by least
+    squares on them): how much of the vector the top few already are. Ends at ``explained``."""
 
     def top(self, n: int = 10) -> list[tuple[int, float, float]]:
         """(feature, coefficient, contribution), largest contribution first."""
@@ -133,7 +147,13 @@ def decompose(vector: Tensor, sae: SAE, k: int = 10, method: str = "omp") -> Dec
     norm2 = v.dot(v).clamp_min(1e-30)
     contributions = coef * (W[chosen] @ v) / norm2
     explained = float(1 - (v - approx).pow(2).sum() / norm2)
-    return Decomposition(torch.tensor(chosen), coef, contributions, explained)
+    cumulative = torch.stack(
+        [
+            1 - (v - _lstsq(W[chosen[:j]], v) @ W[chosen[:j]]).pow(2).sum() / norm2
+            for j in range(1, len(chosen) + 1)
+        ]
+    )
+    return Decomposition(torch.tensor(chosen), coef, contributions, explained, cumulative)
 
 
 def feature_vector(sae: SAE, weights: Mapping[int, float]) -> Tensor:
@@ -157,6 +177,27 @@ def project_out(vector: Tensor, sae: SAE, features: Sequence[int]) -> Tensor:
     return (flat - (rows.t() @ coef).t()).reshape(v.shape)
 
 
+def feature_part(vector: Tensor, sae: SAE, features: Sequence[int]) -> Tensor:
+    """The part of ``vector`` (d,) or (P, d) in the span of the features' decoder rows (what
+    ``project_out`` removes), each row rescaled to the norm of the vector's row: the features
+    alone, at the strength of the vector. Rows with no component there stay zero."""
+    v = _check(vector, sae).float()
+    part = (v - project_out(v, sae, features)).reshape(-1, v.shape[-1])  # (P, d)
+    norms = part.norm(dim=1, keepdim=True)  # (P, 1)
+    scale = torch.where(
+        norms > 1e-6 * v.reshape(-1, v.shape[-1]).norm(dim=1, keepdim=True).clamp_min(1e-30),
+        v.reshape(-1, v.shape[-1]).norm(dim=1, keepdim=True) / norms.clamp_min(1e-30),
+        torch.zeros_like(norms),
+    )
+    return (part * scale).reshape(v.shape)
+
+
+def flat(vector: Tensor) -> Tensor:
+    """One (d,) direction for a vector: itself, or the sum of an aligned vector's rows (the
+    total it adds over the prompt), which is what ``decompose`` is given for an aligned one."""
+    return vector if vector.dim() == 1 else vector.sum(0)
+
+
 def _lstsq(rows: Tensor, v: Tensor) -> Tensor:
     """argmin_c |c @ rows - v|: (F,) for rows (F, d), v (d,)."""
     return torch.linalg.lstsq(rows.t(), v.unsqueeze(1)).solution.squeeze(1)
@@ -175,3 +216,127 @@ def _check_ids(sae: SAE, features: Sequence[int]) -> None:
     bad = [f for f in features if not 0 <= f < sae.cfg.d_sae]
     if bad:
         raise SaescopeError(f"the SAE has {sae.cfg.d_sae} latents; got {bad}")
+
+
+FORMAT = "saescope.steering_vector/1"
+"""The ``format`` entry of a vector file's metadata; a file without it is refused."""
+
+
+@dataclass(frozen=True, eq=False)
+class SteeringVector:
+    """A steering vector and where it belongs."""
+
+    vector: Tensor
+    """(d,) added at every selected position, or (P, d) aligned: row p at token index p."""
+    site: str
+    """The hook site it was taken at and is added at, e.g. ``layers.6.resid_post``."""
+    model: str = ""
+    """The model it was taken from (its name as loaded)."""
+    reduce: str = "mean"
+    """How the prompts were lined up: ``mean``, ``aligned`` or ``last`` (see the module)."""
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.vector.dim() not in (1, 2) or self.vector.shape[-1] == 0:
+            raise SaescopeError(
+                f"a steering vector is (d,) or (positions, d); got {tuple(self.vector.shape)}"
+            )
+        if not bool(self.vector.isfinite().all()):
+            raise SaescopeError("the steering vector has nan or inf entries")
+        if self.reduce not in REDUCTIONS:
+            raise SaescopeError(
+                f"unknown reduce {self.reduce!r}; expected one of {', '.join(REDUCTIONS)}"
+            )
+        Site.parse(self.site)  # a name no model has fails here, with the spellings accepted
+
+    def check(self, model: LanguageModel, source: str | Path = "the vector") -> None:
+        """Refuse a vector whose site ``model`` lacks or whose width differs from the site's."""
+        site = model.site(self.site)
+        width = model.site_dim(site)
+        if self.vector.shape[-1] != width:
+            raise SaescopeError(
+                f"{source}: the vector has width {self.vector.shape[-1]}, {site.name} of "
+                f"{model.name} has width {width}; was it taken from another model "
+                f"({self.model or 'unrecorded'})?"
+            )
+
+    def check_sae(self, sae: SAE, source: str | Path = "the SAE") -> None:
+        """Refuse an SAE trained at another site than the vector's: its decoder rows would be
+        directions of another space."""
+        trained_at = sae_site(sae, source if isinstance(source, Path) else None)
+        if Site.parse(trained_at).name != Site.parse(self.site).name:
+            raise SaescopeError(
+                f"{source} was trained at {trained_at}, the vector was taken at {self.site}; "
+                f"use an SAE of {self.site} or make the vector at {trained_at}"
+            )
+        _check(self.vector, sae)
+
+
+def save_vector(vector: SteeringVector, path: str | Path) -> Path:
+    """Write ``vector`` as one safetensors file (tensor ``vector``, the rest as metadata)."""
+    meta = {
+        "format": FORMAT,
+        "site": vector.site,
+        "model": vector.model,
+        "reduce": vector.reduce,
+        "shape": json.dumps(list(vector.vector.shape)),
+        "positive": json.dumps(list(vector.positive)),
+        "negative": json.dumps(list(vector.negative)),
+        "saescope_version": __version__,
+    }
+    out = Path(path)
+    data = save({"vector": vector.vector.detach().float().cpu().contiguous()}, metadata=meta)
+    write_atomic(out, data)
+    return out
+
+
+def load_vector(
+    path: str | Path, model: LanguageModel | None = None, site: str | None = None
+) -> SteeringVector:
+    """Read a file ``save_vector`` wrote. With ``model``: check the site exists there and has
+    the vector's width; with ``site``: check it is the site the vector was taken at."""
+    path = Path(path)
+    if not path.is_file():
+        raise SaescopeError(f"no steering vector file at {path}; make one with `saescope vector`")
+    redo = "write it again with `saescope vector`"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensor = f.get_tensor("vector") if "vector" in f.keys() else None  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SaescopeError(
+            f"{path} is not a readable safetensors file ({err}): truncated or not a vector; {redo}"
+        ) from err
+    if meta.get("format") != FORMAT or tensor is None:
+        raise SaescopeError(
+            f"{path} is not a saescope steering vector (metadata format "
+            f"{meta.get('format')!r}, tensors: {'vector' if tensor is not None else 'no vector'}"
+            f"; expected format {FORMAT!r} and a tensor named 'vector'); {redo}"
+        )
+    try:
+        shape = json.loads(meta["shape"])
+        vector = SteeringVector(
+            tensor,
+            meta["site"],
+            meta.get("model", ""),
+            meta.get("reduce", "mean"),
+            tuple(json.loads(meta.get("positive", "[]"))),
+            tuple(json.loads(meta.get("negative", "[]"))),
+        )
+    except (KeyError, json.JSONDecodeError) as err:
+        raise SaescopeError(
+            f"{path}: metadata entry {err} is missing or unreadable; {redo}"
+        ) from err
+    if list(tensor.shape) != shape:
+        raise SaescopeError(
+            f"{path}: the metadata says shape {shape}, the tensor is {list(tensor.shape)}; {redo}"
+        )
+    if site is not None and Site.parse(site).name != Site.parse(vector.site).name:
+        raise SaescopeError(
+            f"{path} was taken at {vector.site}, not {site}; make a vector at {site} or use "
+            f"{vector.site}"
+        )
+    if model is not None:
+        vector.check(model, path)
+    return vector
