@@ -240,9 +240,7 @@ def attribute(
             break
         t = int(contrib[:, u].abs().argmax())
         peak = int(values[:, u].abs().argmax())
-        units.append(
-            UnitScore(u, float(scores[u]), t, float(values[t, u]), float(values[peak, u]))
-        )
+        units.append(UnitScore(u, float(scores[u]), t, float(values[t, u]), float(values[peak, u])))
     last = logits[-1]
     return Attribution(
         prompt_tokens=tuple(model.tokenizer.decode([int(i)]) for i in ids[0]),
@@ -354,8 +352,6 @@ def next_token_attribution(
             continue
         contrib = values[t] * unit_gradients(grads[t][t : t + 1], sae)[0]  # (n,)
         order = contrib.abs().argsort(descending=True)[:k].tolist()
-        units = tuple(
-            (u, float(contrib[u]), float(values[t, u])) for u in order if contrib[u] != 0
-        )
+        units = tuple((u, float(contrib[u]), float(values[t, u])) for u in order if contrib[u] != 0)
         out.append(PositionAttribution(t, token, next_token, units))
     return out
