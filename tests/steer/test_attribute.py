@@ -144,3 +144,14 @@ def test_attribute_explains_itself(capsys) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "attribution patching" in out and "--versus" in out and "--verify" in out
+
+
+def test_features_ranked_by_attribution_to_the_next_token(dirs, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    argv = ["features", "--model", str(dirs / "model"), "--sae", str(dirs / "sae"),
+            "--prompt", PROMPT, "--top", "2", "--rank", "attribution"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "attribution" in out and "predicted" in out and "→" in out
+    assert cli.main([*argv[:3], "--site", "layers.1.mlp_act", *argv[5:], "--last"]) == 0
+    assert "neurons at layers.1.mlp_act" in capsys.readouterr().out

@@ -62,6 +62,9 @@ def cmd_features(args: argparse.Namespace) -> None:
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     check_prompt(model, args)
     source = _source(args, model)
+    if args.rank == "attribution":
+        _features_by_attribution(model, source, args)
+        return
     tokens = active_features(model, source, args.prompt, args.top)
     if args.last:
         tokens = tokens[-1:]
@@ -84,6 +87,47 @@ def cmd_features(args: argparse.Namespace) -> None:
                 f"{v:.2f}",
                 described[f],
                 end_section=i == len(t.features) - 1,
+            )
+    Console().print(table)
+
+
+def _features_by_attribution(model: Any, source: Any, args: argparse.Namespace) -> None:
+    """``features --rank attribution``: per token, its features ranked by activation x gradient
+    of the logit of the token the model predicts there (``steer.attribute``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from saescope.interpret.active import describe_features
+    from saescope.interpret.query import FeatureIndex
+    from saescope.steer.attribute import next_token_attribution
+
+    rows = next_token_attribution(model, args.prompt, source.sae, source.site, args.top)
+    rows = rows[-1:] if args.last else rows
+    index = FeatureIndex(args.index) if args.index else None
+    described = describe_features(model, source, [u for r in rows for u, _, _ in r.units], index)
+    table = Table(
+        title=f"{source.kind} at {source.site} on {args.prompt!r}, by attribution to the "
+        "logit of the predicted next token"
+    )
+    for column in ("pos", "token", "next", "feature", "attribution", "act", "description"):
+        numeric = column in ("pos", "feature", "attribution", "act")
+        table.add_column(column, justify="right" if numeric else "left")
+    for r in rows:
+        if not r.units:
+            excluded = "excluded" if r.excluded else ""
+            table.add_row(str(r.position), repr(r.token), repr(r.predicted), "–", "", "", excluded)
+            continue
+        for i, (unit, attribution, act) in enumerate(r.units):
+            first = i == 0
+            table.add_row(
+                str(r.position) if first else "",
+                repr(r.token) if first else "",
+                repr(r.predicted) if first else "",
+                str(unit),
+                f"{attribution:+.3f}",
+                f"{act:.2f}",
+                described[unit],
+                end_section=i == len(r.units) - 1,
             )
     Console().print(table)
 
@@ -203,6 +247,13 @@ def register(sub: Any) -> None:
     p.add_argument("--index", help="feature index for descriptions")
     p.add_argument("--top", type=int, default=5, help="features per token")
     p.add_argument("--last", action="store_true", help="only the last token")
+    p.add_argument(
+        "--rank",
+        choices=["activation", "attribution"],
+        default="activation",
+        help="attribution: by activation x gradient of the logit of the token the model "
+        "predicts next at that position (float32, one backward pass per token)",
+    )
     add_model_args(p)
 
     p = add_command(

@@ -339,7 +339,7 @@ def next_token_attribution(
     with float32_weights(model), torch.inference_mode():
         predicted = model.hf(input_ids=ids, use_cache=False).logits[0].argmax(-1).tolist()
     T = ids.shape[1]
-    metrics = [(t, int(predicted[t]), None) for t in range(T)]
+    metrics: list[tuple[int, int, int | None]] = [(t, int(predicted[t]), None) for t in range(T)]
     x, grads, _ = site_gradients(model, ids, name, metrics)
     keep = _kept(model, ids)
     values = unit_values(x, sae)  # (T, n)
