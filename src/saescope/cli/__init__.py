@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import NoReturn
 
 from saescope import __version__
-from saescope.cli import activations, evaluate, interpret, model, steer, train, vector
+from saescope.cli import (
+    activations,
+    attribute,
+    evaluate,
+    interpret,
+    model,
+    steer,
+    train,
+    vector,
+)
 from saescope.cli.common import add_command
 from saescope.errors import SaescopeError
 
@@ -63,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--site", default="layers.6.resid_post", help="hook site")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training tokens")
-    for group in (activations, train, evaluate, interpret, model, steer, vector):
+    for group in (activations, train, evaluate, interpret, model, steer, attribute, vector):
         group.register(sub)
     return parser
 

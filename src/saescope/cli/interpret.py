@@ -58,7 +58,7 @@ def _ranking(args: argparse.Namespace, index: FeatureIndex | None) -> Ranking | 
     from saescope.errors import SaescopeError
     from saescope.interpret.active import relative_to, typical_activations
 
-    if args.rank == "activation":
+    if args.rank in ("activation", "attribution"):  # attribution: _features_by_attribution
         return None
     if index is None:
         raise SaescopeError(
@@ -74,7 +74,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     from saescope.cli.render import Table, console
     from saescope.errors import SaescopeError
     from saescope.interpret.active import active_features, check_index, describe_features
-    from saescope.interpret.query import FeatureIndex, is_dense
+    from saescope.interpret.query import FeatureIndex
     from saescope.models import load_model
 
     if args.top < 1:
@@ -86,6 +86,9 @@ def cmd_features(args: argparse.Namespace) -> None:
     source = _source(args, model)
     if index is not None:
         check_index(index, source)
+    if args.rank == "attribution":
+        _features_by_attribution(model, source, args, index)
+        return
     tokens = active_features(model, source, args.prompt, args.top, rank)
     if args.last:
         tokens = tokens[-1:]
@@ -110,11 +113,61 @@ def cmd_features(args: argparse.Namespace) -> None:
             if rank is not None:
                 cells.append(f"{score:#.3g}" if score < math.inf else "unseen")
             if density is not None:
-                cells.append(
-                    f"{density[f]:.2%}" + (" [bold]dense[/bold]" if is_dense(density[f]) else "")
-                )
+                cells.append(_density_cell(float(density[f])))
             # Text: a description is data (a token such as '[/' is no markup)
             table.add_row(*cells, Text(described[f]), end_section=i == len(t.features) - 1)
+    console().print(table)
+
+
+def _density_cell(density: float) -> str:
+    from saescope.interpret.query import is_dense
+
+    return f"{density:.2%}" + (" [bold]dense[/bold]" if is_dense(density) else "")
+
+
+def _features_by_attribution(
+    model: Any, source: Any, args: argparse.Namespace, index: FeatureIndex | None
+) -> None:
+    """``features --rank attribution``: per token, its features ranked by activation x gradient
+    of the logit of the token the model predicts there (``steer.attribute``)."""
+    from rich.text import Text
+
+    from saescope.cli.render import Table, console
+    from saescope.interpret.active import describe_features
+    from saescope.steer.attribute import next_token_attribution
+
+    rows = next_token_attribution(model, args.prompt, source.sae, source.site, args.top)
+    rows = rows[-1:] if args.last else rows
+    described = describe_features(model, source, [u for r in rows for u, _, _ in r.units], index)
+    table = Table(
+        title=f"{source.kind} at {source.site} on {args.prompt!r}, by attribution to the "
+        "logit of the predicted next token"
+    )
+    density = index.firing().density if index is not None else None
+    columns = ["pos", "token", "next", "feature", "attribution", "act"]
+    columns += [] if density is None else ["density"]
+    for column in (*columns, "description"):
+        numeric = column not in ("token", "next", "description")
+        table.add_column(column, justify="right" if numeric else "left")
+    for r in rows:
+        if not r.units:
+            blank = [""] * (len(columns) - 4)
+            excluded = "excluded" if r.excluded else ""
+            table.add_row(str(r.position), repr(r.token), repr(r.predicted), "–", *blank, excluded)
+            continue
+        for i, (unit, attribution, act) in enumerate(r.units):
+            first = i == 0
+            table.add_row(
+                str(r.position) if first else "",
+                repr(r.token) if first else "",
+                repr(r.predicted) if first else "",
+                str(unit),
+                f"{attribution:+.3f}",
+                f"{act:.2f}",
+                *([] if density is None else [_density_cell(float(density[unit]))]),
+                Text(described[unit]),  # data, not markup
+                end_section=i == len(r.units) - 1,
+            )
     console().print(table)
 
 
@@ -234,7 +287,7 @@ def register(sub: Any) -> None:
     p.add_argument("--last", action="store_true", help="only the last token")
     p.add_argument(
         "--rank",
-        choices=FEATURE_RANKINGS,
+        choices=(*FEATURE_RANKINGS, "attribution"),
         default=FEATURE_RANKINGS[0],
         help="order a token's features by activation (default), or by activation relative to "
         "the feature's typical activation in the --index, the median of its sampled contexts "
@@ -242,7 +295,9 @@ def register(sub: Any) -> None:
         "feature unusually active here comes first and one that fires everywhere drops back. "
         "The median rather than the mean when firing: a dense feature fires weakly on most "
         "tokens, so against its mean any strong token looks unusual (on the quickstart SAE "
-        "the dense apostrophe features came first again).",
+        "the dense apostrophe features came first again). attribution: by activation x gradient "
+        "of the logit of the token the model predicts next at that position (float32, one "
+        "backward pass per token).",
     )
     add_model_args(p)
 

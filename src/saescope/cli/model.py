@@ -270,15 +270,9 @@ def cmd_neurons(args: argparse.Namespace) -> None:
 
 
 def _single_token(model: Any, text: str) -> int:  # model: LanguageModel
-    from saescope.errors import SaescopeError
+    from saescope.steer.attribute import single_token
 
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise SaescopeError(
-            f"target {text!r} is {len(ids)} tokens; give single tokens "
-            "(mind the leading space: ' high')"
-        )
-    return int(ids[0])
+    return single_token(model, text)
 
 
 def register(sub: Any) -> None:
