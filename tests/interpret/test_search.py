@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 import torch
 import transformers as tf
-from tiny_models import TINY_CONFIGS
+from tiny_models import COOKING, TINY_CONFIGS, cooking_tokenizer
 
 from saescope.data import ContextConfig, Corpus, keep_positions, pack_contexts
 from saescope.errors import SaescopeError
@@ -27,33 +27,11 @@ from saescope.models import LanguageModel
 SITE = "layers.1.resid_post"
 CONTEXT = ContextConfig(context_size=16, seed=None)
 CFG = CollectConfig(top=4, samples=10, zeros=2, before=4, after=2, zero_pool=16)
-SENTENCES = {
-    "pasta": "She cooked the pasta in the kitchen and the cook tasted it.",
-    "cookie": "A cookie jar sat by the garden window; the cookie was sweet.",
-    "war": "The war ended when the army left the city.",
-    "chef": "The chef's garden grows herbs, and the cook's kitchen smells of garlic.",
-}
+SENTENCES = COOKING
 DOCS = [SENTENCES["pasta"]] * 30 + [SENTENCES["cookie"]] * 10 + [SENTENCES["war"]] * 30
 DOCS += [SENTENCES["chef"]] * 4
 
 COOK, HALF, COOKIE, OUTLIER, DENSE, PROMOTES, CONTEXT_ONLY, EXPLAINED = range(8)
-
-
-def cooking_tokenizer() -> tf.PreTrainedTokenizerFast:
-    """A byte-level BPE trained on the sentences: whole words are tokens (' cook', ' cookie')."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    raw = Tokenizer(models.BPE(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    special = ["<pad>", "<eos>", "<bos>", "<unk>"]
-    raw.train_from_iterator(
-        list(SENTENCES.values()) * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=special)
-    )
-    return tf.PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
-        unk_token="<unk>",
-    )  # fmt: skip
 
 
 def planted(tokens: list[str]) -> torch.Tensor:
