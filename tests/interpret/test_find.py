@@ -25,6 +25,7 @@ CONTEXT = ContextConfig(context_size=16)
 DOCS = [COOKING["pasta"]] * 3 + [COOKING["cookie"], COOKING["war"], COOKING["chef"]] * 20
 PLANTED, ALWAYS, DENSE = 3, 5, 7
 TEXT_WITH = "She tasted the pasta in the garden"
+TEXTS = [TEXT_WITH, "The cook's pasta was sweet", "A pasta jar sat by the window"]
 TEXT_WITHOUT = "The army left the kitchen"
 
 
@@ -89,9 +90,9 @@ def test_the_planted_feature_ranks_first_and_the_always_on_one_is_down_ranked(pl
     with FeatureIndex(path) as index:
         assert index.feature(PLANTED).peaks == [(" pasta", 3)]
         assert index.feature(ALWAYS).density == 1.0
-        hits = search_by_example(model, sae_source(root / "sae"), index, [TEXT_WITH])
+        hits = search_by_example(model, sae_source(root / "sae"), index, TEXTS)
         assert hits[0].feature == PLANTED and hits[0].tokens[0][0] == " pasta"
-        assert hits[0].texts == 1 and hits[0].rate > 0 and hits[0].contrast is None
+        assert hits[0].texts == 3 and hits[0].rate > 0.5 and hits[0].contrast is None
         assert ALWAYS not in [h.feature for h in hits]  # it fires on them as it always does
         dense = next(h for h in hits if h.feature == DENSE)
         assert dense.dense and dense.tokens[0][0] == " pasta"
@@ -107,9 +108,9 @@ def test_the_planted_feature_ranks_first_and_the_always_on_one_is_down_ranked(pl
         )
         # a contrast without the token leaves it first
         hits = search_by_example(
-            model, sae_source(root / "sae"), index, [TEXT_WITH, TEXT_WITHOUT], [TEXT_WITHOUT]
+            model, sae_source(root / "sae"), index, [*TEXTS, TEXT_WITHOUT], [TEXT_WITHOUT]
         )
-        assert hits[0].feature == PLANTED and hits[0].texts == 1
+        assert hits[0].feature == PLANTED and hits[0].texts == 3
         assert hits[0].contrast == 0.0
 
 
@@ -132,7 +133,7 @@ def test_the_search_command_by_example_and_by_word(planted, capsys, caplog, monk
     monkeypatch.setenv("COLUMNS", "200")  # rows on one line each
     _, root, path = planted
     argv = ["search", "--index", str(path), "--sae", str(root / "sae"), "--dtype", "fp32"]
-    assert cli.main([*argv, "--text", TEXT_WITH]) == 0
+    assert cli.main([*argv, *(a for t in TEXTS for a in ("--text", t))]) == 0
     out = capsys.readouterr().out
     rows = [line.split("│") for line in out.splitlines() if "│" in line]
     assert rows[0][1].strip() == str(PLANTED)  # the first row after the header
