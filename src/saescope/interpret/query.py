@@ -339,7 +339,7 @@ class FeatureIndex:
         examples and of its sampled examples (the mean of the two) that peak on a matching
         token; for a promoted token, the share of its promoted tokens that match; for a context,
         the same mean share of examples whose text matches; for an explanation, its score (0 if
-        unscored).
+        unscored). Features that never fired in the index are left out.
         """
         word = query.strip().lower()
         if not word:
@@ -374,12 +374,16 @@ class FeatureIndex:
                 offer(f, "explanation", bool(whole_word.search(text)), score or 0.0, (text,))
         for f, (score, is_whole) in self._context_matches(word, whole_word).items():
             offer(f, "context", is_whole, score, ())
-        ranked = sorted(best.values(), key=lambda t: (t[0], -t[1], t[2].feature))[:limit]
+        ranked = sorted(best.values(), key=lambda t: (t[0], -t[1], t[2].feature))
         hits = []
         for _, _, hit in ranked:
             (density,) = self.db.execute(
                 "SELECT density FROM features WHERE feature = ?", (hit.feature,)
             ).fetchone()
+            if density == 0:  # never fired in the index: a promoted token alone says nothing
+                continue
+            if len(hits) == limit:
+                break
             hits.append(
                 SearchHit(
                     hit.feature, hit.score, self.peaks(hit.feature), density, hit.reason,
