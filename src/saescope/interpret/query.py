@@ -375,7 +375,7 @@ class FeatureIndex:
         for f, (score, is_whole) in self._context_matches(word, whole_word).items():
             offer(f, "context", is_whole, score, ())
         ranked = sorted(best.values(), key=lambda t: (t[0], -t[1], t[2].feature))
-        hits = []
+        hits: list[SearchHit] = []
         for _, _, hit in ranked:
             (density,) = self.db.execute(
                 "SELECT density FROM features WHERE feature = ?", (hit.feature,)
