@@ -97,7 +97,7 @@ def search_by_example(
         baseline = torch.maximum(baseline, q_c)
     score = torch.where(q > baseline, len(texts) * _kl(q, baseline), 0.0)  # (F,)
     dense = torch.tensor([is_dense(float(d)) for d in density])
-    # Non-dense first: rank by (dense, -score); stable sort keeps the score order inside each.
+    # Dense features after all the others, each group by score.
     order = sorted(
         (int(f) for f in torch.nonzero(score > 0).flatten()),
         key=lambda f: (bool(dense[f]), -float(score[f]), f),
