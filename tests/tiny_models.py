@@ -78,6 +78,32 @@ def tiny_tokenizer():
     )
 
 
+COOKING = {
+    "pasta": "She cooked the pasta in the kitchen and the cook tasted it.",
+    "cookie": "A cookie jar sat by the garden window; the cookie was sweet.",
+    "war": "The war ended when the army left the city.",
+    "chef": "The chef's garden grows herbs, and the cook's kitchen smells of garlic.",
+}
+"""Sentences whose words are whole tokens of ``cooking_tokenizer`` (' cook', ' cookie')."""
+
+
+def cooking_tokenizer() -> tf.PreTrainedTokenizerFast:
+    """A byte-level BPE trained on the sentences: whole words are tokens (' cook', ' cookie')."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    special = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    raw.train_from_iterator(
+        list(COOKING.values()) * 10, trainers.BpeTrainer(vocab_size=300, special_tokens=special)
+    )
+    return tf.PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+        unk_token="<unk>",
+    )  # fmt: skip
+
+
 def tiny_corpus() -> Corpus:
     lines = TEXT.splitlines()
     docs = [" ".join(lines[i % 4 :] + lines[: i % 4]) * (1 + i % 3) for i in range(40)]

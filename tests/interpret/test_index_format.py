@@ -80,7 +80,7 @@ def test_peaks_are_rows_that_search_and_descriptions_read(tmp_path, model, corpu
                 record.top
             )
             assert record.top_tokens == ", ".join(f"{t!r}×{n}" for t, n in record.peaks[:3])
-            assert index.describe([f])[f] == record.top_tokens
+            assert index.describe([f])[f] == record.description
             checked += bool(rows)
         assert checked > 10
         # a whole-token match at the peak ranks the feature with the word as its commonest peak
@@ -91,7 +91,7 @@ def test_peaks_are_rows_that_search_and_descriptions_read(tmp_path, model, corpu
             if t.strip().isalpha()
         )
         hit = next(h for h in index.search(word.upper()) if h.feature == f)
-        assert hit.score >= 13 and hit.peaks == index.peaks(f)
+        assert (hit.reason, hit.whole) == ("peak", True) and hit.peaks == index.peaks(f)
         assert hit.top_tokens == peaks_text(hit.peaks)
         for hit in index.search("%"):  # a LIKE wildcard in a query is a literal character
             record = index.feature(hit.feature)

@@ -180,17 +180,70 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    from rich.markup import escape
+
     from saescope.cli.render import Table, console
+    from saescope.errors import SaescopeError
     from saescope.interpret.query import FeatureIndex
 
+    if args.contrast and not args.text:
+        raise SaescopeError("--contrast compares against --text: give the texts too")
+    if bool(args.query) == bool(args.text):
+        raise SaescopeError(
+            "give a WORD to search the index for, or --text (with --sae) to search by example; "
+            f"got {'both' if args.query else 'neither'}"
+        )
     with FeatureIndex(args.index) as index:
-        hits = index.search(args.query, args.limit)
-    table = Table(title=f"features matching {args.query!r}")
-    for column in ("feature", "score", "density", "peaks on"):
+        if args.text:
+            title, columns, rows = _search_by_example(args, index)
+        else:
+            hits = index.search(args.query, args.limit)
+            described = index.describe([h.feature for h in hits])
+            title = f"features matching {args.query!r}"
+            columns = ("feature", "match", "share", "density", "description")
+            rows = [
+                (str(h.feature), h.reason + ("" if h.whole else " (part)"), f"{h.score:.2f}",
+                 f"{h.density:.3%}", described[h.feature])
+                for h in hits
+            ]  # fmt: skip
+    table = Table(title=escape(title))
+    for column in columns:
         table.add_column(column)
-    for hit in hits:
-        table.add_row(str(hit.feature), f"{hit.score:g}", f"{hit.density:.3%}", hit.top_tokens)
-    console().print(table if hits else f"no feature matches {args.query!r}")
+    for row in rows:  # escaped: a description's "[dense 47%]" is not rich markup
+        table.add_row(*(escape(cell) for cell in row))
+    console().print(table if rows else escape(f"no feature matches ({title})"))
+
+
+def _search_by_example(args: argparse.Namespace, index: Any) -> tuple[str, tuple, list[tuple]]:
+    from saescope.errors import SaescopeError
+    from saescope.interpret.find import search_by_example
+    from saescope.interpret.sources import sae_source
+    from saescope.models import load_model
+
+    if not args.sae:
+        raise SaescopeError("search by example runs the SAE: give --sae DIR (the index's SAE)")
+    model = load_model(args.model or index.meta["model"], dtype=args.dtype, device=args.device)
+    hits = search_by_example(
+        model, sae_source(args.sae), index, args.text, args.contrast, args.limit
+    )
+    described = index.describe([h.feature for h in hits])
+    columns = (
+        "feature",
+        "score",
+        "rate",
+        "density",
+        "contrast",
+        "texts",
+        "fires on",
+        "description",
+    )
+    rows = [
+        (str(h.feature), f"{h.score:.1f}", f"{h.rate:.3f}", f"{h.density:.3%}",
+         "" if h.contrast is None else f"{h.contrast:.3f}", f"{h.texts}/{len(args.text)}",
+         ", ".join(f"{t!r} {v:.2f}" for t, v in h.tokens), described[h.feature])
+        for h in hits
+    ]  # fmt: skip
+    return f"features firing specifically on {len(args.text)} text(s)", columns, rows
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -317,13 +370,26 @@ def register(sub: Any) -> None:
         sub,
         "search",
         cmd_search,
-        "find features by text",
-        "Features whose peak tokens, top-context texts or promoted tokens contain the query "
-        "(case-insensitive); a match at the peak counts most.",
+        "find features by a word, or by example texts",
+        "With WORD: features whose peak tokens (top or sampled examples), explanation, promoted "
+        "tokens or example texts match it (case-insensitive), in that order, a whole token or "
+        "word before part of one, then by how concentrated the feature is on the match. With "
+        "--text (one or more) and --sae: run the texts through the model and rank the SAE's "
+        "features by how much more they fire on the texts' tokens than they usually do (the "
+        "index) and than on the --contrast texts; dense features come last, flagged.",
     )
-    p.add_argument("query")
+    p.add_argument("query", nargs="?", metavar="WORD", help="word to search the index for")
     p.add_argument("--index", required=True, help="feature index (saescope index)")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--sae", help="the index's SAE directory (search by example)")
+    p.add_argument(
+        "--text", action="append", help="a text showing the concept (repeat for several)"
+    )
+    p.add_argument(
+        "--contrast", action="append", help="a text without the concept (repeat for several)"
+    )
+    add_model_args(p)
+    p.set_defaults(model=None)  # None: the index's own model
 
     p = add_command(
         sub,
