@@ -15,7 +15,7 @@ from typing import Any
 
 from saescope.activations import ActivationCache, capture, open_activations
 from saescope.activations.manifest import MANIFEST
-from saescope.data import load_corpus
+from saescope.data import Corpus, load_corpus
 from saescope.evaluate.run import evaluate_saes
 from saescope.jobs import SAESpec, train_saes
 from saescope.models import LanguageModel
@@ -30,10 +30,15 @@ the held-out set as long as it holds this many rows."""
 
 
 def cached_activations(
-    cache_dir: Path, model: Callable[[], LanguageModel], site: str, tokens: int
+    cache_dir: Path,
+    model: Callable[[], LanguageModel],
+    site: str,
+    tokens: int,
+    corpus: Corpus | None = None,
 ) -> ActivationCache:
-    """``tokens`` training rows of ``site`` on the default corpus, plus one held-out shard:
-    the complete cache at ``cache_dir`` if there is one, else captured (resumed if started)."""
+    """``tokens`` training rows of ``site`` on ``corpus`` (None: the default one), plus one
+    held-out shard: the complete cache at ``cache_dir`` if there is one, else captured (resumed
+    if started). ``model`` is called only when there is something to capture."""
     if (cache_dir / MANIFEST).exists() and open_activations(cache_dir, True).manifest.complete:
         log.info("activation cache %s is complete; reusing it", cache_dir)
         return open_activations(cache_dir)
@@ -42,7 +47,7 @@ def cached_activations(
         [site],
         cache_dir,
         tokens=tokens + SHARD_ROWS,
-        corpus=load_corpus(),
+        corpus=corpus if corpus is not None else load_corpus(),
         shard_rows=SHARD_ROWS,
         resume=(cache_dir / MANIFEST).exists(),
     )
@@ -91,9 +96,10 @@ def evaluation(
     cache: ActivationCache,
     model: Callable[[], LanguageModel],
     loss_tokens: int,
+    corpus: Corpus | None = None,
 ) -> Path:
     """``evaluate_saes`` on the held-out shard and ``loss_tokens`` of spliced loss: the report
-    in ``report_dir``, reused when its ``metrics.json`` scores every SAE and is newer than each
+    (on ``corpus``, None: the default one) in ``report_dir``, reused when its ``metrics.json`` scores every SAE and is newer than each
     one's weights (a retrained SAE is scored again)."""
     metrics = report_dir / "metrics.json"
     if metrics.exists():
@@ -107,6 +113,7 @@ def evaluation(
         report_dir,
         cache_dir=cache.root,
         model=model(),
+        corpus=corpus,
         tokens=HOLDOUT_ROWS,
         loss_tokens=loss_tokens,
     )
