@@ -20,6 +20,7 @@ from saescope.train.loggers import TRACKERS
 
 SUBCOMMANDS = [
     "quickstart",
+    "walkthrough",
     "capture",
     "train",
     "eval",

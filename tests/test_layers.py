@@ -22,8 +22,9 @@ SRC = Path(__file__).parents[1] / "src" / "saescope"
 
 HELPERS = {"", "errors", "_files", "_finite", "_progress", "_dist", "_home", "_plotting", "_sites"}
 """The shared leaf below all layers ("" is the package's own ``__init__``); imports only itself."""
-LEAVES = {"cli", "serve", "quickstart", "__main__"}
-"""May import anything; nothing may import them (quickstart is the CLI's one-command recipe)."""
+LEAVES = {"cli", "serve", "quickstart", "walkthrough", "steps", "__main__"}
+"""May import anything; nothing but another leaf imports them (quickstart and walkthrough are the
+CLI's one-command recipes, steps the reuse-or-run steps they share)."""
 
 MAY_IMPORT: dict[str, set[str]] = {
     "sae": set(),

@@ -13,23 +13,19 @@ Reruns reuse (or resume) what is already on disk.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
 
-from saescope.activations import capture, open_activations
-from saescope.activations.manifest import MANIFEST
-from saescope.data import load_corpus
-from saescope.evaluate.run import evaluate_saes
-from saescope.jobs import SAESpec, TrainedSAE, train_saes
+from saescope import steps
 from saescope.models import DEFAULT_MODEL, LanguageModel, load_model
 from saescope.sae import load_sae
-from saescope.train.checkpoint import has_checkpoint
+from saescope.steps import SHARD_ROWS
+from saescope.walkthrough import LAYER as WALKTHROUGH_LAYER
 
 log = logging.getLogger(__name__)
 
-SHARD_ROWS = 65_536
-HOLDOUT_ROWS = 50_000
 LOSS_TOKENS = 8_192
 INDEX_TOKENS = 262_144
 SHOWN_FEATURES = 6
@@ -40,8 +36,6 @@ STEER_TIMES_MAX = 0.6
 token, less than 1x already steers most rollouts on this SAE (docs/steering-demo.md: the sea
 feature clamped to 2, ~0.6x its max, put 81% of sampled rollouts on the sea for +0.55 nats of
 loss; at 3, 94%, but with stray tokens); 2x and more turn to babble."""
-"""Shards close on whole contexts, a little past SHARD_ROWS, so the last one is shorter: it is
-the held-out set as long as it holds this many rows."""
 
 
 def run_quickstart(
@@ -49,82 +43,27 @@ def run_quickstart(
 ) -> None:
     """Capture ``tokens`` training rows (+ one held-out shard), then train and score an SAE."""
     start = time.perf_counter()
+    model = functools.cache(lambda: load_model(DEFAULT_MODEL))
     cache_dir = out / "activations"
     log.info(
         "[1/5] capture %s of %s (first run converts the model from GGUF: ~1 min)",
         site,
         DEFAULT_MODEL,
     )
-    if (cache_dir / MANIFEST).exists() and open_activations(cache_dir, True).manifest.complete:
-        log.info("activation cache %s is complete; reusing it", cache_dir)
-        cache = open_activations(cache_dir)
-    else:
-        cache = capture(
-            load_model(DEFAULT_MODEL),
-            [site],
-            cache_dir,
-            tokens=tokens + SHARD_ROWS,
-            corpus=load_corpus(),
-            shard_rows=SHARD_ROWS,
-            resume=(cache_dir / MANIFEST).exists(),
-        )
-    spec = SAESpec("topk", 8192, 32)
-    sae_dir = out / "saes" / spec.name
-    train_rows = cache.rows_in(cache.split(HOLDOUT_ROWS)[0])
-    log.info("[2/5] train %s (%d epochs over %s rows)", spec.name, epochs, f"{train_rows:,}")
-    if (sae_dir / "heldout.json").exists():
-        log.info("SAE %s is trained; reusing it", sae_dir)
-        trained = None
-    else:
-        [trained] = train_saes(
-            out / "saes",
-            cache_dir=cache_dir,
-            site=site,
-            architectures=[spec.architecture],
-            widths=[spec.width],
-            ks=[spec.k] if spec.k else [],
-            epochs=epochs,
-            holdout_rows=HOLDOUT_ROWS,
-            device="cpu",  # encoder dtype auto: bf16 where this CPU runs it natively
-            resume=has_checkpoint(sae_dir / "checkpoint"),
-        )
-    log.info("[3/5] evaluate %s (spliced loss on %s tokens)", spec.name, f"{LOSS_TOKENS:,}")
-    model = load_model(DEFAULT_MODEL)
-    report = evaluate_saes(
-        [sae_dir],
-        out / "report",
-        cache_dir=cache_dir,
-        model=model,
-        tokens=HOLDOUT_ROWS,
-        loss_tokens=LOSS_TOKENS,
-    )
-    log.info("[4/5] index the features of %s over %s tokens", spec.name, f"{INDEX_TOKENS:,}")
-    index = _index(out, cache_dir, sae_dir, model)
-    _show_features(out, index)
+    cache = steps.cached_activations(cache_dir, model, site, tokens)
+    log.info("[2/5] train")
+    [sae_dir] = steps.trained_saes(out / "saes", cache, site, [8192], 32, epochs)
+    log.info("[3/5] evaluate %s (spliced loss on %s tokens)", sae_dir.name, f"{LOSS_TOKENS:,}")
+    report = steps.evaluation([sae_dir], out / "report", cache, model, LOSS_TOKENS)
+    log.info("[4/5] index the features of %s over %s tokens", sae_dir.name, f"{INDEX_TOKENS:,}")
+    index = steps.feature_index(out / "index.db", sae_dir, cache, model(), INDEX_TOKENS)
+    _show_features(out, index, model())
     log.info("[5/5] steer: the feature the index finds for %r", STEER_QUERY)
-    _steer(model, sae_dir, index)
-    _report(out, cache_dir, sae_dir, report, trained, time.perf_counter() - start)
+    _steer(model(), sae_dir, index)
+    _report(out, cache_dir, sae_dir, report, time.perf_counter() - start)
 
 
-def _index(out: Path, cache_dir: Path, sae_dir: Path, model: LanguageModel) -> Path:
-    from saescope.interpret.build import index_features
-    from saescope.interpret.index import partial_dir
-
-    path = out / "index.db"
-    if path.exists():
-        log.info("feature index %s exists; reusing it", path)
-        return path
-    return index_features(
-        path,
-        sae_dir=sae_dir,
-        model=model,
-        cache_dir=cache_dir,
-        tokens=INDEX_TOKENS,
-        resume=partial_dir(path).exists(),
-    )
-
-
-def _show_features(out: Path, path: Path) -> None:
+def _show_features(out: Path, path: Path, model: LanguageModel) -> None:
     from saescope.interpret.dashboard import write_dashboards
     from saescope.interpret.query import FeatureIndex
 
@@ -132,9 +71,10 @@ def _show_features(out: Path, path: Path) -> None:
         chosen = index.consistent_features(SHOWN_FEATURES)
         log.info("  index        %s   saescope show --index %s FEATURE", path, path)
         log.info("features whose top contexts agree (saescope search --index %s WORD):", path)
+        rms = steps.final_rms(model)
         for f in chosen:
             r = index.feature(f)
-            promotes = " ".join(repr(t) for t, _ in r.promoted[:3])
+            promotes = steps.promotes_text(r.promoted, rms)
             example = r.top[0]
             lo = max(example.focus - 8, 0)
             snippet = "".join(example.tokens[lo : example.focus + 1]).replace("\n", " ")
@@ -142,6 +82,7 @@ def _show_features(out: Path, path: Path) -> None:
                 "  %5d  %.3f%%  peaks on %s; promotes %s; e.g. ...%s",
                 f, 100 * r.density, r.top_tokens, promotes, snippet,
             )  # fmt: skip
+        log.info("  (%s)", steps.promotes_legend(rms))
         pages = write_dashboards(index, chosen, out / "dashboards")
     log.info("  dashboards   %s", pages)
 
@@ -177,38 +118,29 @@ def _steer(model: LanguageModel, sae_dir: Path, path: Path) -> None:
     )  # fmt: skip
 
 
-def _report(
-    out: Path,
-    cache_dir: Path,
-    sae_dir: Path,
-    report: Path,
-    trained: TrainedSAE | None,
-    seconds: float,
-) -> None:
+def _report(out: Path, cache_dir: Path, sae_dir: Path, report: Path, seconds: float) -> None:
     import json
 
-    heldout = json.loads((sae_dir / "heldout.json").read_text())
     metrics = json.loads((report.parent / "metrics.json").read_text())["saes"][sae_dir.name]
+    load_sae(sae_dir)  # what is on disk (trained now or reused) still loads
     log.info("done in %.0fs. Outputs under %s:", seconds, out)
     log.info("  activations  %s   saescope.open_activations(%r)", cache_dir, str(cache_dir))
     log.info("  SAE          %s   saescope.sae.load_sae(%r)", sae_dir, str(sae_dir))
-    log.info(
-        "  held-out     FVU %.3f, L0 %.1f, dead %.1f%% over %s tokens",
-        heldout["fvu"],
-        heldout["l0"],
-        100 * heldout["dead_fraction"],
-        f"{heldout['tokens']:,}",
-    )
+    log.info("  held-out     %s", steps.heldout_line(sae_dir))
     spliced = metrics["spliced"]
     log.info(
-        "  spliced in   CE %.3f -> %.3f (delta %.3f, KL %.3f), loss recovered %.1f%%",
+        "  spliced in   CE %.3f -> %.3f (delta %.3f, KL %.3f) over %s tokens, loss recovered %.1f%%",
         spliced["ce_clean"],
         spliced["ce_spliced"],
         spliced["delta_loss"],
         spliced["kl"],
+        f"{spliced['tokens']:,}",
         100 * spliced["loss_recovered"],
     )
     log.info("  training log %s", sae_dir / "metrics.jsonl")
     log.info("  report       %s", report)
-    if trained is None:
-        load_sae(sae_dir)  # check that what is on disk still loads
+    log.info(
+        "next: `saescope walkthrough` trains SAEs at layer %d, where the logit lens shows the "
+        "model deciding, and walks through next token, lens and features on one prompt",
+        WALKTHROUGH_LAYER,
+    )

@@ -37,6 +37,12 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     run_quickstart(Path(args.out), tokens=args.tokens, site=args.site, epochs=args.epochs)
 
 
+def cmd_walkthrough(args: argparse.Namespace) -> None:
+    from saescope.walkthrough import run_walkthrough
+
+    run_walkthrough(Path(args.out), prompt=args.prompt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saescope",
@@ -72,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--site", default="layers.6.resid_post", help="hook site")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training tokens")
+    p = add_command(
+        sub,
+        "walkthrough",
+        cmd_walkthrough,
+        "the seed walkthrough at the late layer where the model decides",
+        "On Gemma 3 270M and the offline corpus: capture layers.13.resid_post (where the logit "
+        "lens shows the model deciding, benchmarks/late_layer.md), train TopK SAEs of width "
+        "2048 and 8192 (k=32) in one sweep, evaluate and index both, then show the next "
+        "token, the logit lens and both SAEs' features on the prompt. Reruns reuse what is done.",
+    )
+    p.add_argument("--out", default="saescope-walkthrough", help="directory for every output")
+    p.add_argument("--prompt", default="The reliability of Wikipedia is very")
     for group in (activations, train, evaluate, interpret, model, steer, attribute, vector):
         group.register(sub)
     return parser
