@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saescope.cli.common import add_command, add_data_args, add_model_args, context_config, ints
+from saescope.cli.common import (
+    add_command,
+    add_data_args,
+    add_model_args,
+    add_outlier_args,
+    context_config,
+    ints,
+    outlier_policy,
+)
 from saescope.cli.model import add_prompt_args, check_prompt
 
 
@@ -32,6 +40,7 @@ def cmd_index(args: argparse.Namespace) -> None:
         ),
         resume=args.resume,
         overwrite=args.overwrite,
+        outliers=outlier_policy(args),
     )
     size = path.stat().st_size / 2**20
     print(f"index: {path} ({size:.1f} MiB)\nnext:  saescope show --index {path} FEATURE")
@@ -183,6 +192,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted build")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    add_outlier_args(p)
     add_model_args(p)
     p.set_defaults(model=None)
     add_data_args(p)
