@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 import torch
-from tiny_models import save_tiny_model
+from tiny_models import save_tiny_model, tiny_corpus
 
 from saescope import cli
 from saescope.activations import capture, open_activations
@@ -19,6 +19,7 @@ from saescope.errors import SaescopeError
 from saescope.evaluate.run import evaluate_saes
 from saescope.interpret.build import index_features
 from saescope.jobs import train as train_job
+from saescope.models import load_model
 from saescope.sae import SAEConfig, SAEMetadata, build_sae, save_sae
 
 SITE = "layers.1.resid_post"
@@ -50,9 +51,6 @@ def planted(tmp_path_factory):
     """A cache (8 shards of ~60 rows) whose rows 3, 20, 37, ... of shards 1..7 are huge."""
     root = tmp_path_factory.mktemp("outliers")
     save_tiny_model(root / "model", "llama")
-    from saescope.models import load_model
-    from tiny_models import tiny_corpus
-
     model = load_model(str(root / "model"), dtype="fp32", device="cpu")
     capture(model, [SITE], root / "cache", tokens=480, corpus=tiny_corpus(),
             context=ContextConfig(context_size=16), dtype="float32", batch_size=4,
