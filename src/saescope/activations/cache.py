@@ -13,11 +13,13 @@ import torch
 from torch import Tensor
 
 from saescope.activations.manifest import MANIFEST, Manifest, read_manifest
+from saescope.activations.outliers import OutlierPolicy, OutlierRule, row_norms
 from saescope.activations.shards import (
     PROVENANCE,
     ShardView,
     acts_key,
     check_shapes,
+    norms_key,
     read_header,
     read_shard,
 )
@@ -48,6 +50,7 @@ class ActivationCache:
         self.root = root
         self.manifest = manifest
         self._views: dict[int, ShardView] = {}
+        self._medians: dict[str, float] = {}
 
     def __len__(self) -> int:
         return self.manifest.rows
@@ -98,6 +101,31 @@ class ActivationCache:
         return read_shard(
             self._path(i), self.manifest.shards[i], self.manifest.sites, verify=verify
         )
+
+    def shard_norms(self, tensors: dict[str, Tensor], site: str | None = None) -> Tensor:
+        """(N,) float32 row norms at ``site`` of a loaded shard: the stored ``norms.<site>``, or
+        computed from the activations for caches captured before norms were recorded."""
+        name = self.site(site)
+        stored = tensors.get(norms_key(name))
+        return stored.float() if stored is not None else row_norms(tensors[acts_key(name)])
+
+    def median_norm(self, site: str | None = None) -> float:
+        """Median row norm at ``site`` over the first shard: the outlier threshold's unit, one
+        number per cache and site (see ``saescope.activations.outliers``)."""
+        name = self.site(site)
+        if name not in self._medians:
+            norms = self.shard_norms(self.load_shard(0), name)
+            self._medians[name] = float(norms.median())
+        return self._medians[name]
+
+    def outlier_rule(
+        self, policy: OutlierPolicy | OutlierRule, site: str | None = None
+    ) -> OutlierRule:
+        """``policy`` with its threshold set by this cache's median norm at ``site`` (a rule
+        already resolved is returned as it is)."""
+        if isinstance(policy, OutlierRule):
+            return policy
+        return policy.rule(self.median_norm(site))
 
     def split(self, holdout_rows: int) -> tuple[list[int], list[int]]:
         """(training shards, held-out shards): the last shards holding >= ``holdout_rows`` rows.
@@ -175,6 +203,7 @@ class ActivationCache:
         dtype: torch.dtype = torch.float32,
         verify: bool = True,
         shards: Sequence[int] | None = None,
+        outliers: OutlierPolicy | OutlierRule | None = None,
     ) -> Iterator[Tensor]:
         """Yield (batch_size, d) batches; each row once per epoch (``epochs=None``: forever).
 
@@ -183,8 +212,11 @@ class ActivationCache:
         the cache size. The next shard is read and checked in a background thread. Under data
         parallelism each rank reads a disjoint share of the shards (``rank``, ``world_size``).
         ``shards`` restricts reading to those shard indices (e.g. to hold some out).
+        ``outliers`` (None: rows as captured) is applied to each shard's rows before they are
+        shuffled and batched, so excluding rows still yields full batches.
         """
-        key = acts_key(self.site(site))
+        site = self.site(site)
+        rule = self.outlier_rule(outliers, site) if outliers is not None else None
         if batch_size < 1 or buffer_shards < 1:
             raise SaescopeError("batch_size and buffer_shards must be >= 1")
         generator = torch.Generator().manual_seed(seed)
@@ -195,7 +227,7 @@ class ActivationCache:
             order = [pool[int(i)] for i in perm]
             mine = order[rank::world_size]
             carry = torch.empty(0, self.d(site), dtype=dtype)
-            loaded = self._prefetch(mine, key, dtype, verify)
+            loaded = self._prefetch(mine, site, dtype, verify, rule)
             for start in range(0, len(mine), buffer_shards):
                 window = [carry] + [next(loaded) for _ in mine[start : start + buffer_shards]]
                 rows = torch.cat(window)
@@ -209,10 +241,17 @@ class ActivationCache:
             epoch += 1
 
     def _prefetch(
-        self, shards: list[int], key: str, dtype: torch.dtype, verify: bool
+        self,
+        shards: list[int],
+        site: str,
+        dtype: torch.dtype,
+        verify: bool,
+        rule: OutlierRule | None,
     ) -> Iterator[Tensor]:
         def load(i: int) -> Tensor:
-            return self.load_shard(i, verify=verify)[key].to(dtype)
+            tensors = self.load_shard(i, verify=verify)
+            rows = tensors[acts_key(site)].to(dtype)
+            return rule.apply(rows, self.shard_norms(tensors, site)) if rule else rows
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending: Future[Tensor] | None = pool.submit(load, shards[0]) if shards else None

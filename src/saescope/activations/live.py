@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from saescope.activations.extract import check_context_size, site_rows
+from saescope.activations.outliers import OutlierPolicy, OutlierRule
 from saescope.data import ContextConfig, Corpus, load_corpus, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
@@ -25,12 +26,15 @@ def stream_activations(
     buffer_rows: int = 65_536,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    outliers: OutlierPolicy | OutlierRule | None = None,
 ) -> Iterator[Tensor]:
     """Yield (batch_size, d) activation batches at ``site`` over one pass of the corpus.
 
     Tokens of one context are strongly correlated, so rows go through a shuffle buffer: it is
     filled to ``buffer_rows``, shuffled, and its first half emitted, the other half staying to mix
     with the next fill. Memory is bounded by the buffer; special tokens are excluded as in capture.
+    ``outliers`` (None: rows as computed) is applied to the rows before they are buffered, so
+    batches stay full; a policy's median norm is measured on the first forward's rows.
     """
     if buffer_rows < 2 * batch_size:
         raise SaescopeError(f"buffer_rows ({buffer_rows}) must be at least 2 x batch_size")
@@ -45,7 +49,10 @@ def stream_activations(
         if batch:
             input_ids = torch.stack(batch)  # (B, T)
             rows = site_rows(model, input_ids, [parsed], context.exclude_special, dtype, "cpu")
-            buffer = torch.cat([buffer, rows.acts[parsed.name]])
+            got = rows.acts[parsed.name]  # (N, d)
+            if isinstance(outliers, OutlierPolicy):
+                outliers = outliers.rule_from(got)
+            buffer = torch.cat([buffer, outliers.apply(got) if outliers else got])
             if len(buffer) < buffer_rows:
                 continue
         buffer = buffer[torch.randperm(len(buffer), generator=generator)]

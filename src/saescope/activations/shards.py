@@ -1,7 +1,9 @@
 """Shard files: safetensors holding, for the same rows, each site's activations and provenance.
 
 Keys: ``acts.<site>`` (N, d) in the cache dtype, ``tokens`` (N,) int32 token ids, ``context``
-(N,) int64 index of the context in the corpus stream, ``position`` (N,) int32 position in it.
+(N,) int64 index of the context in the corpus stream, ``position`` (N,) int32 position in it,
+and ``norms.<site>`` (N,) float32 the L2 norm of each row (``outliers.row_norms`` of the stored
+values). Caches written before norms were recorded lack ``norms.*``: readers compute them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ _NUMPY = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I32": np.int
 
 def acts_key(site: str) -> str:
     return f"acts.{site}"
+
+
+def norms_key(site: str) -> str:
+    return f"norms.{site}"
 
 
 def write_shard(path: Path, tensors: dict[str, Tensor]) -> tuple[int, str]:
@@ -81,6 +87,13 @@ def check_shapes(path: Path, info: ShardInfo, sites: dict[str, int], shapes: dic
                 f"shard {path}: {key} has shape {list(shapes[key])}, the manifest says {want} "
                 "(rows, width); the manifest was edited or belongs to other files: restore it "
                 "or re-capture"
+            )
+    for site in sites:  # optional: older caches have no norms
+        key = norms_key(site)
+        if key in shapes and list(shapes[key]) != [info.rows]:
+            raise SaescopeError(
+                f"shard {path}: {key} has shape {list(shapes[key])}, the manifest says "
+                f"[{info.rows}] rows; the shard is damaged: re-capture it"
             )
 
 

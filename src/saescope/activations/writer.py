@@ -34,7 +34,8 @@ from saescope.activations.manifest import (
     read_manifest,
     save_manifest,
 )
-from saescope.activations.shards import acts_key, read_header, write_shard
+from saescope.activations.outliers import row_norms
+from saescope.activations.shards import acts_key, norms_key, read_header, write_shard
 from saescope.data import ContextConfig, Corpus, load_corpus, pack_contexts
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
@@ -263,6 +264,8 @@ def _forward(
     input_ids = torch.stack([ids for _, ids in batch])  # (B, T)
     got = site_rows(model, input_ids, sites, exclude_special, store_dtype, "cpu")
     rows = {acts_key(s.name): got.acts[s.name] for s in sites}  # each (N, d)
+    # The norms of the stored (rounded) values, so a reader computing them gets the same.
+    rows |= {norms_key(s.name): row_norms(got.acts[s.name]) for s in sites}  # each (N,)
     rows["tokens"] = got.tokens.int()
     rows["context"] = index[got.context]
     rows["position"] = got.position.int()

@@ -165,3 +165,18 @@ def ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from err
+
+
+def add_outlier_args(p: argparse.ArgumentParser) -> None:
+    """``--outliers`` and ``--outlier-multiple``: the one outlier policy of train, eval and
+    index (``saescope.activations.outliers.OutlierPolicy``; read back by ``outlier_policy``)."""
+    from saescope.activations.outliers import OutlierPolicy
+
+    add_field(p, "--outliers", OutlierPolicy, "mode")
+    add_field(p, "--outlier-multiple", OutlierPolicy, "multiple")
+
+
+def outlier_policy(args: argparse.Namespace):  # -> OutlierPolicy
+    from saescope.activations.outliers import OutlierPolicy
+
+    return OutlierPolicy(mode=args.outliers, multiple=args.outlier_multiple)

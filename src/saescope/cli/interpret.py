@@ -7,7 +7,15 @@ import argparse
 import math
 from typing import TYPE_CHECKING, Any
 
-from saescope.cli.common import add_command, add_data_args, add_model_args, context_config, ints
+from saescope.cli.common import (
+    add_command,
+    add_data_args,
+    add_model_args,
+    add_outlier_args,
+    context_config,
+    ints,
+    outlier_policy,
+)
 from saescope.cli.model import add_prompt_args, check_prompt
 
 if TYPE_CHECKING:
@@ -37,6 +45,7 @@ def cmd_index(args: argparse.Namespace) -> None:
         ),
         resume=args.resume,
         overwrite=args.overwrite,
+        outliers=outlier_policy(args),
     )
     size = path.stat().st_size / 2**20
     print(f"index: {path} ({size:.1f} MiB)\nnext:  saescope show --index {path} FEATURE")
@@ -316,6 +325,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted build")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    add_outlier_args(p)
     add_model_args(p)
     p.set_defaults(model=None)
     add_data_args(p)

@@ -13,11 +13,13 @@ from saescope.cli.common import (
     add_command,
     add_data_args,
     add_field,
+    add_outlier_args,
     context_config,
     field_choices,
     field_default,
     field_docs,
     ints,
+    outlier_policy,
 )
 from saescope.errors import SaescopeError
 from saescope.sae import ARCHITECTURES
@@ -55,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         device=args.device,
         resume=args.resume,
         log_to=args.log_to,
+        outliers=outlier_policy(args),
         batch_size=args.batch_size,
         seed=args.seed,
         normalize=args.normalize,
@@ -180,6 +183,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     add_field(p, "--seed", TrainConfig, "seed")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    add_outlier_args(p)
     p.add_argument(
         "--log-to",
         action="append",

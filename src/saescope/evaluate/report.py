@@ -76,6 +76,10 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
     (root / "metrics.json").write_text(strict_json(metrics))
     columns = {
         "reconstruction": list(SCALARS),
+        # The apostrophe-like huge-norm rows carry a large share of the variance: FVU without
+        # them says how well the SAE does on the text the features are meant to describe.
+        "without_outliers": ["fvu", "tokens"],
+        "outliers": ["threshold"],
         "spliced": [
             "ce_clean",
             "ce_spliced",
@@ -106,7 +110,8 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
             + "".join(f"<td>{c}</td>" for c in cells)
             + "</tr>"
         )
-    names = [key for keys in columns.values() for key in keys]
+    labels = {"without_outliers": "{} w/o outliers", "outliers": "outlier {}"}
+    names = [labels.get(group, "{}").format(key) for group, keys in columns.items() for key in keys]
     header = "".join(f"<th>{k}</th>" for k in ["SAE", *names])
     sections = [
         f"<h2>{html.escape(r.name)}</h2><p>{html.escape(r.path)}: {r.architecture}, "

@@ -26,6 +26,10 @@ class EvalResult:
     reconstruction: ReconstructionStats
     geometry: Geometry
     spliced: SplicedStats | None = None
+    without_outliers: ReconstructionStats | None = None
+    """Reconstruction on the rows that are not outliers (``outliers``' threshold)."""
+    outliers: dict[str, Any] | None = None
+    """The outlier rule applied (mode, multiple, median norm, threshold) and rows it flagged."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +38,10 @@ class EvalResult:
             "d_sae": self.d_sae,
             "site": self.site,
             "reconstruction": self.reconstruction.to_dict(),
+            "without_outliers": (
+                self.without_outliers.to_dict() if self.without_outliers else None
+            ),
+            "outliers": self.outliers,
             "spliced": self.spliced.to_dict() if self.spliced else None,
             "geometry": self.geometry.to_dict(),
             "log10_density": self.reconstruction.log10_density.tolist(),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -13,9 +14,11 @@ from torch import Tensor
 from saescope._files import exclusive
 from saescope.activations import ActivationCache, open_activations
 from saescope.activations.extract import check_context_size, site_rows
+from saescope.activations.outliers import OutlierPolicy, OutlierRule
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
-from saescope.evaluate.result import evaluate, special_policy
+from saescope.evaluate.reconstruction import reconstruction_stats
+from saescope.evaluate.result import EvalResult, evaluate, special_policy
 from saescope.models import LanguageModel
 from saescope.sae import SAE, sae_site
 
@@ -33,6 +36,7 @@ def evaluate_saes(
     loss_tokens: int = 8_192,
     ablations: bool = True,
     exclude_special: bool | None = None,
+    outliers: OutlierPolicy = OutlierPolicy(),
 ) -> Path:
     """Score SAEs and write ``metrics.json`` + ``report.html`` into ``out``.
 
@@ -46,6 +50,11 @@ def evaluate_saes(
     trained on), else ``exclude_special`` for every SAE. ``context`` only packs the corpus; its
     ``exclude_special`` must stay True (pass ``exclude_special=False`` to keep special tokens).
     A cache's rows are what it captured: an explicit choice the cache contradicts is refused.
+
+    Reconstruction is reported twice, always: on all rows (``reconstruction``) and on the rows
+    that are not ``outliers`` (``without_outliers``: norm at most its multiple of the median,
+    the cache's first-shard median or, live, the first batch's); the policy's mode does not
+    change what is scored.
     """
     from saescope.data import load_corpus, pack_contexts
     from saescope.evaluate.report import write_report
@@ -83,12 +92,19 @@ def evaluate_saes(
         if cache is not None:
             everything = list(range(len(cache.manifest.shards)))
             held = cache.split(tokens)[1] if tokens < len(cache) else everything
-            rows = cache.batches(8192, site, shuffle=False, shards=held)
+            rule = cache.outlier_rule(outliers, site)
+            rows: Iterable[Tensor] = cache.batches(8192, site, shuffle=False, shards=held)
+            clean: Iterable[Tensor] = cache.batches(
+                8192, site, shuffle=False, shards=held, outliers=rule.excluding()
+            )
         else:
             assert model is not None
-            rows = _live_rows(model, site, contexts, special_policy(sae, exclude_special))
+            rows = list(_live_rows(model, site, contexts, special_policy(sae, exclude_special)))
+            rule = outliers.rule_from(rows[0])
+            clean = [c for c in (rule.excluding().apply(x) for x in rows) if len(c)]
         batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
-        results.append(evaluate(sae, rows, model, batches, name, path, ablations, exclude_special))
+        result = evaluate(sae, rows, model, batches, name, path, ablations, exclude_special)
+        results.append(_with_outliers(result, sae, clean, rule))
     info = {
         "cache": str(cache_dir) if cache_dir else None,
         "model": model.name if model is not None else None,
@@ -98,6 +114,15 @@ def evaluate_saes(
     Path(out).mkdir(parents=True, exist_ok=True)
     with exclusive(Path(out), "the report directory"):
         return write_report(results, out, info)
+
+
+def _with_outliers(
+    result: EvalResult, sae: SAE, clean: Iterable[Tensor], rule: OutlierRule
+) -> EvalResult:
+    without = reconstruction_stats(sae, clean)
+    flagged = result.reconstruction.tokens - without.tokens
+    info = rule.to_dict() | {"rows": result.reconstruction.tokens, "outlier_rows": flagged}
+    return replace(result, without_outliers=without, outliers=info)
 
 
 def check_compatible(

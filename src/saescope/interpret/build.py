@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from saescope.activations import open_activations
+from saescope.activations.outliers import OutlierPolicy, OutlierRule
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
 from saescope.evaluate.run import check_compatible
-from saescope.interpret.collect import CollectConfig
+from saescope.interpret.collect import Batch, CollectConfig
 from saescope.models import DEFAULT_MODEL, LanguageModel
 
 
@@ -31,12 +32,18 @@ def index_features(
     overwrite: bool = False,
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
+    outliers: OutlierPolicy = OutlierPolicy(),
 ) -> Path:
     """Build the feature index of an SAE (``sae_dir``) or of a site's raw neurons (``site``),
     over a cache (``cache_dir``) or the model run live on ``corpus`` (None: the default corpus).
 
     ``model``: a loaded model, or a name loaded with ``dtype`` on ``device``; None: the
     cache's own model, else the default one.
+
+    ``outliers`` applies to the rows before they are encoded, as in training: excluded rows
+    are not counted (densities are over the rows kept) and never become examples, though their
+    tokens still show in other rows' windows; down-weighted rows are encoded scaled. The median
+    norm is the cache's (first shard) or, live, the first batch's.
     """
     from saescope.interpret.batches import cache_batches, live_batches
     from saescope.interpret.index import build_index
@@ -67,19 +74,44 @@ def index_features(
         meta |= {"dataset": cache.manifest.dataset, "context": cache.manifest.context,
                  "activations": str(Path(cache_dir).resolve())}  # type: ignore[arg-type]  # fmt: skip
 
+        rule = cache.outlier_rule(outliers, cache_site)
+        meta["outliers"] = rule.to_dict()
+
         def batches(start: int) -> Iterable:
-            return cache_batches(cache, cache_site, size, start=start)
+            return _applied(cache_batches(cache, cache_site, size, start=start), rule)
     else:
         from saescope.data import load_corpus
 
         corpus = corpus if corpus is not None else load_corpus()
-        meta |= {"dataset": corpus.name, "context": asdict(context)}
+        # Live, the median is the first batch's, which a resumed build sees anew: only the
+        # policy itself is part of what must match.
+        meta |= {"dataset": corpus.name, "context": asdict(context), "outliers": asdict(outliers)}
 
         def batches(start: int) -> Iterable:
-            return live_batches(model, source.site, corpus, context, start=start)
+            live = live_batches(model, source.site, corpus, context, start=start)
+            return _applied(live, outliers)
 
     return build_index(
         source, model, batches, out, tokens, meta, collect,
         resume=resume, overwrite=overwrite, progress=progress,
         checkpoint_seconds=checkpoint_seconds,
     )  # fmt: skip
+
+
+def _applied(
+    batches: Iterable[tuple[Batch, int]], policy: OutlierPolicy | OutlierRule
+) -> Iterator[tuple[Batch, int]]:
+    """``batches`` with the outlier rule applied to their rows (a policy: the first batch's
+    median); an excluded row leaves ``acts`` and its ``row_context`` / ``row_position``."""
+    rule = policy if isinstance(policy, OutlierRule) else None
+    for batch, cursor in batches:
+        rule = rule or policy.rule_from(batch.acts)  # type: ignore[union-attr]
+        acts, kept = rule.select(batch.acts)
+        if kept is not None:
+            batch = replace(
+                batch, acts=acts, row_context=batch.row_context[kept],
+                row_position=batch.row_position[kept],
+            )  # fmt: skip
+        elif acts is not batch.acts:
+            batch = replace(batch, acts=acts)
+        yield batch, cursor

@@ -14,6 +14,7 @@ from torch import Tensor
 from saescope._dist import Rank, init_distributed
 from saescope._files import strict_json
 from saescope.activations import ActivationCache, open_activations, stream_activations
+from saescope.activations.outliers import OutlierPolicy
 from saescope.data import ContextConfig, Corpus, load_corpus
 from saescope.errors import SaescopeError
 from saescope.evaluate import ReconstructionStats, reconstruction_stats
@@ -106,8 +107,10 @@ def train_from_cache(
     resume: bool = False,
     progress: bool = True,
     log_to: Sequence[str] = (),
+    outliers: OutlierPolicy = OutlierPolicy(),
 ) -> list[TrainedSAE]:
-    """Train ``specs`` on a cache (the last shards held out), then score them on the held-out rows."""
+    """Train ``specs`` on a cache (the last shards held out) with ``outliers`` applied to the
+    training rows, then score them on the held-out rows (all of them)."""
     cache = open_activations(cache_dir)
     site = cache.site(site)
     train_shards, held = cache.split(holdout_rows)
@@ -131,7 +134,9 @@ def train_from_cache(
         drop_last=True,
         rank=rank.rank,
         world_size=rank.world_size,
+        outliers=outliers,
     )
+    log.info("outlier rows: %s", cache.outlier_rule(outliers, site).to_dict())
     saes = fit(trainers, batches, out, resume=resume, progress=progress, log_to=log_to)
     if rank.rank != 0:
         return []
@@ -151,8 +156,10 @@ def train_live(
     resume: bool = False,
     progress: bool = True,
     log_to: Sequence[str] = (),
+    outliers: OutlierPolicy = OutlierPolicy(),
 ) -> list[TrainedSAE]:
-    """Train on activations streamed from the model (no cache); one pass over the corpus."""
+    """Train on activations streamed from the model (no cache); one pass over the corpus;
+    ``outliers`` measures its median norm on the first forward's rows."""
     parsed = model.site(site)
     metadata = SAEMetadata(
         model_name=model.name,
@@ -164,7 +171,9 @@ def train_live(
         dataset_path=corpus.name,
     )
     trainers = _trainers(specs, model.site_dim(parsed), cfg, metadata, torch.device(device))
-    batches = stream_activations(model, parsed, cfg.batch_size, corpus, context, seed=cfg.seed)
+    batches = stream_activations(
+        model, parsed, cfg.batch_size, corpus, context, seed=cfg.seed, outliers=outliers
+    )
     saes = fit(
         trainers,
         _full(batches, cfg.batch_size),
@@ -226,6 +235,7 @@ def train_saes(
     resume: bool = False,
     progress: bool = True,
     log_to: Sequence[str] = (),
+    outliers: OutlierPolicy = OutlierPolicy(),
     **settings: Any,
 ) -> list[TrainedSAE]:
     """Train every combination of ``architectures`` x widths x ``ks`` from one pass over the
@@ -239,7 +249,8 @@ def train_saes(
     needs ``tokens``), the encoder dtype (``auto``: bfloat16 on CUDA and on CPUs with native
     bf16 matmul, else float32) and, under torchrun, each rank's share of the tokens (the batch
     size is per rank). ``settings`` are the other ``TrainConfig`` fields (``batch_size``,
-    ``seed``, ``optim=OptimConfig(...)``, ...). Returns the trained SAEs (none on ranks > 0).
+    ``seed``, ``optim=OptimConfig(...)``, ...). ``outliers``: what training does with huge-norm
+    rows (``saescope.activations.outliers``). Returns the trained SAEs (none on ranks > 0).
     """
     allowed = [f.name for f in fields(TrainConfig) if f.name not in _RESOLVED]
     unknown = sorted(set(settings) - set(allowed))
@@ -279,12 +290,12 @@ def train_saes(
     if cache_dir is not None:
         return train_from_cache(
             cache_dir, out, specs, cfg, site=site, holdout_rows=holdout_rows, device=dev,
-            resume=resume, progress=progress, log_to=log_to,
+            resume=resume, progress=progress, log_to=log_to, outliers=outliers,
         )  # fmt: skip
     assert isinstance(model, LanguageModel) and site is not None
     return train_live(
         model, site, corpus if corpus is not None else load_corpus(), context, out, specs, cfg,
-        device=dev, resume=resume, progress=progress, log_to=log_to,
+        device=dev, resume=resume, progress=progress, log_to=log_to, outliers=outliers,
     )  # fmt: skip
 
 
