@@ -20,7 +20,7 @@ from saescope.evaluate import ReconstructionStats, reconstruction_stats
 from saescope.models import LanguageModel, Site, load_model
 from saescope.models.loading import cpu_has_fast_bf16, resolve_device
 from saescope.sae import ARCHITECTURES, SAE, SAEConfig, SAEMetadata, build_sae
-from saescope.train import SAETrainer, TrainConfig, fit
+from saescope.train import SAETrainer, TrainConfig, fit, sae_seed
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def _trainers(
             apply_b_dec_to_input=spec.apply_b_dec_to_input,
             metadata=metadata,
         )
-        sae = build_sae(sae_cfg, seed=cfg.seed).to(device)
+        # Each SAE its own seed: with the run's one seed, widths would share their first rows.
+        sae = build_sae(sae_cfg, seed=sae_seed(cfg.seed, spec.name)).to(device)
         trainers.append(SAETrainer(sae, cfg, name=spec.name))
     return trainers
 

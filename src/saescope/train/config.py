@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
@@ -24,6 +25,15 @@ def _finite(value: float) -> bool:
 
 def _count(value: object, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def sae_seed(seed: int, name: str) -> int:
+    """The seed of one SAE of a run: a hash of the run's ``seed`` and the SAE's ``name``
+    (``topk-w8192-k32``), the same on every rerun, rank and resume. One seed for every SAE of
+    a sweep would start them from the same random numbers (the rows of a narrow decoder the
+    first rows of a wide one), and matching features across widths would find the seed."""
+    digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: any torch seed, any JSON reader
 
 
 @dataclass(frozen=True)
@@ -134,7 +144,8 @@ class TrainConfig:
     batch_size: int = 4096
     """Rows per step (per rank under torchrun)."""
     seed: int = 0
-    """Seeds the SAE's initialisation, the trainer's own generator and the cache's batch order."""
+    """Seeds the cache's batch order and, through ``sae_seed(seed, name)``, each SAE's
+    initialisation and its trainer's own generator: the SAEs of one sweep start independently."""
     normalize: bool = True
     """Scale inputs so that E||x|| = sqrt(d_in); folded into the weights when saving."""
     init_rows: int = 16_384

@@ -16,7 +16,7 @@ from saescope._dist import Rank
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, build_sae
 from saescope.train import checkpoint as ckpt
-from saescope.train.config import TrainConfig
+from saescope.train.config import TrainConfig, sae_seed
 from saescope.train.dead import FiringTracker, resample_dead_
 from saescope.train.optim import Adam
 from saescope.train.recipes import StepContext, recipe_for
@@ -56,7 +56,7 @@ class SAETrainer:
         self.optimizer = Adam(sae.parameters(), lr=self.lr, betas=cfg.optim.betas)
         window = cfg.dead.window_tokens or min(1_000_000, max(cfg.tokens // 4, cfg.batch_size))
         self.tracker = FiringTracker(sae.cfg.d_sae, window, sae.W_dec.device)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(sae_seed(cfg.seed, name))
         self.scale = 1.0
         self.variance = 1.0
         self.step_count = 0
