@@ -193,10 +193,12 @@ def _finish(
         if stats is not None:
             (out / trainer.name / "heldout.json").write_text(strict_json(stats.to_dict()))
         results.append(TrainedSAE(trainer.name, sae, stats, out / trainer.name))
+        verdict = trainer.undertrained()  # the rule of saescope.train.undertrained
         summary[trainer.name] = {
             "heldout": stats.to_dict() if stats else None,
             "train_tokens": trainer.tracker.tokens,
             "dead_fraction_train": float(trainer.tracker.dead.float().mean()),
+            "undertrained": None if verdict is None else verdict.to_dict(),
         }
     (out / "summary.json").write_text(strict_json(summary))
     return results

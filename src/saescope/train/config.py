@@ -36,14 +36,29 @@ def sae_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest, "little") >> 1  # 63 bits: any torch seed, any JSON reader
 
 
+LR_FLAT_FROM = 2048
+"""Widths from which the default LR stops falling (``default_lr``)."""
+
+
+def default_lr(d_sae: int) -> float:
+    """8e-4 / sqrt(min(d_sae, 2048) / 2^14): the width scaling of Gao et al. (2024) at 4x
+    their base rate, flat from width 2048 on.
+
+    4x: on the default model's layer 6 (1M tokens, width 8192, k 32) it gave held-out FVU 0.067
+    against 0.155 at their 2e-4. Flat: their 1/sqrt(width) holds for runs trained to
+    convergence, and at the token counts saescope trains on (about one epoch of a cache, not
+    enough for a wide SAE to converge) it starved the wide SAEs: at 533k tokens, k 32, widths
+    2048 / 8192 / 32768 reached held-out FVU 0.082 / 0.094 / see benchmarks/width_scaling.md,
+    each with less LR than the last (benchmarks/width_scaling.md)."""
+    return 8e-4 / math.sqrt(min(d_sae, LR_FLAT_FROM) / 2**14)
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam, LR warm-up then constant, then linear decay to zero over the last part."""
 
     lr: float | None = None
-    """None: 8e-4 / sqrt(d_sae / 2^14): the width scaling of Gao et al. (2024) at 4x their base
-    rate, which on the default model's layer 6 (1M tokens, width 8192, k 32) gave held-out FVU
-    0.067 against 0.155 at their 2e-4."""
+    """None: ``default_lr(d_sae)``."""
     betas: tuple[float, float] = (0.9, 0.999)
     """beta1 = 0 is a documented good choice for SAEs (Anthropic); 0.9 is the safe default."""
     warmup_steps: int = 50
