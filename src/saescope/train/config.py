@@ -47,9 +47,9 @@ def default_lr(d_sae: int) -> float:
     4x: on the default model's layer 6 (1M tokens, width 8192, k 32) it gave held-out FVU 0.067
     against 0.155 at their 2e-4. Flat: their 1/sqrt(width) holds for runs trained to
     convergence, and at the token counts saescope trains on (about one epoch of a cache, not
-    enough for a wide SAE to converge) it starved the wide SAEs: at 533k tokens, k 32, widths
-    2048 / 8192 / 32768 reached held-out FVU 0.082 / 0.094 / see benchmarks/width_scaling.md,
-    each with less LR than the last (benchmarks/width_scaling.md)."""
+    enough for a wide SAE to converge) it starved the wide SAEs: on layer 6 at 533k tokens, k 32,
+    widths 2048 / 8192 / 32768 reached held-out FVU 0.082 / 0.094 / 0.147 with it, and 32768
+    reached 0.067 at 2048's LR, though with more latents dead (benchmarks/width_scaling.md)."""
     return 8e-4 / math.sqrt(min(d_sae, LR_FLAT_FROM) / 2**14)
 
 
