@@ -86,7 +86,8 @@ def test_families_between_widths(setup, capsys) -> None:
     argv = ["families", "--narrow", str(root / "narrow"), "--wide", str(root / "wide"),
             "--features", "0,1", "--threshold", "0.1"]  # fmt: skip
     assert cli.main(argv) == 0
-    assert "split in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "split in" in out and "shuffled" in out and "same index" in out
 
 
 def test_features_rank_relative_to_the_index_mean(setup) -> None:

@@ -266,7 +266,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 def cmd_families(args: argparse.Namespace) -> None:
     from saescope.cli.render import Table, console
-    from saescope.interpret.families import feature_families, split_features
+    from saescope.interpret.families import family_baseline, feature_families, split_features
     from saescope.interpret.query import FeatureIndex
     from saescope.sae import load_sae
 
@@ -292,7 +292,36 @@ def cmd_families(args: argparse.Namespace) -> None:
                 described.get(child, ""),
                 end_section=i == len(family.children) - 1,
             )
-    console().print(table)
+    out = console()
+    out.print(table)
+    _print_family_baseline(out, family_baseline(narrow, wide, args.threshold))
+
+
+def _print_family_baseline(console: Any, baseline: Any) -> None:
+    """The match statistics against the wide SAE and against its shuffled decoder (families)."""
+    from saescope.cli.render import Table
+
+    table = Table(
+        title=f"all {baseline.n_parents} narrow features: the wide decoder against its shuffled "
+        "copy (each dimension's values permuted across rows)"
+    )
+    for column in ("decoder", "best cos p10/p50/p90", f"best >= {baseline.threshold:g}",
+                   f">= {baseline.min_children} children", "same index"):  # fmt: skip
+        table.add_column(column)
+    for name, stats in (("wide", baseline.real), ("shuffled", baseline.shuffled)):
+        q = stats.best_cosine_quantiles
+        table.add_row(
+            name,
+            f"{q['p10']:.2f} / {q['p50']:.2f} / {q['p90']:.2f}",
+            f"{stats.matched_fraction:.1%}",
+            f"{stats.split_fraction:.1%}",
+            f"{stats.same_index_fraction:.1%}",
+        )
+    console.print(table)
+    console.print(
+        f"{baseline.above_chance_fraction:.1%} of the narrow features match a wide one closer "
+        "than any feature matches the shuffled decoder"
+    )
 
 
 def register(sub: Any) -> None:

@@ -21,7 +21,7 @@ from saescope.evaluate import ReconstructionStats, reconstruction_stats
 from saescope.models import LanguageModel, Site, load_model
 from saescope.models.loading import cpu_has_fast_bf16, resolve_device
 from saescope.sae import ARCHITECTURES, SAE, SAEConfig, SAEMetadata, build_sae
-from saescope.train import SAETrainer, TrainConfig, fit
+from saescope.train import SAETrainer, TrainConfig, fit, sae_seed
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def _trainers(
             apply_b_dec_to_input=spec.apply_b_dec_to_input,
             metadata=metadata,
         )
-        sae = build_sae(sae_cfg, seed=cfg.seed).to(device)
+        # Each SAE its own seed: with the run's one seed, widths would share their first rows.
+        sae = build_sae(sae_cfg, seed=sae_seed(cfg.seed, spec.name)).to(device)
         trainers.append(SAETrainer(sae, cfg, name=spec.name))
     return trainers
 
@@ -201,10 +202,12 @@ def _finish(
         if stats is not None:
             (out / trainer.name / "heldout.json").write_text(strict_json(stats.to_dict()))
         results.append(TrainedSAE(trainer.name, sae, stats, out / trainer.name))
+        verdict = trainer.undertrained()  # the rule of saescope.train.undertrained
         summary[trainer.name] = {
             "heldout": stats.to_dict() if stats else None,
             "train_tokens": trainer.tracker.tokens,
             "dead_fraction_train": float(trainer.tracker.dead.float().mean()),
+            "undertrained": None if verdict is None else verdict.to_dict(),
         }
     (out / "summary.json").write_text(strict_json(summary))
     return results

@@ -1,6 +1,6 @@
 """Training SAEs from an iterator of (B, d) activation batches."""
 
-from saescope.train.config import DeadConfig, OptimConfig, SparsityConfig, TrainConfig
+from saescope.train.config import DeadConfig, OptimConfig, SparsityConfig, TrainConfig, sae_seed
 from saescope.train.fit import fit
 from saescope.train.recipes import (
     RECIPES,
@@ -26,4 +26,5 @@ __all__ = [
     "geometric_median",
     "recipe_for",
     "register_recipe",
+    "sae_seed",
 ]

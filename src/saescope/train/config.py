@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
@@ -26,14 +27,38 @@ def _count(value: object, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
+def sae_seed(seed: int, name: str) -> int:
+    """The seed of one SAE of a run: a hash of the run's ``seed`` and the SAE's ``name``
+    (``topk-w8192-k32``), the same on every rerun, rank and resume. One seed for every SAE of
+    a sweep would start them from the same random numbers (the rows of a narrow decoder the
+    first rows of a wide one), and matching features across widths would find the seed."""
+    digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: any torch seed, any JSON reader
+
+
+LR_FLAT_FROM = 2048
+"""Widths from which the default LR stops falling (``default_lr``)."""
+
+
+def default_lr(d_sae: int) -> float:
+    """8e-4 / sqrt(min(d_sae, 2048) / 2^14): the width scaling of Gao et al. (2024) at 4x
+    their base rate, flat from width 2048 on.
+
+    4x: on the default model's layer 6 (1M tokens, width 8192, k 32) it gave held-out FVU 0.067
+    against 0.155 at their 2e-4. Flat: their 1/sqrt(width) holds for runs trained to
+    convergence, and at the token counts saescope trains on (about one epoch of a cache, not
+    enough for a wide SAE to converge) it starved the wide SAEs: on layer 6 at 533k tokens, k 32,
+    widths 2048 / 8192 / 32768 reached held-out FVU 0.082 / 0.094 / 0.147 with it, and 32768
+    reached 0.067 at 2048's LR, though with more latents dead (benchmarks/width_scaling.md)."""
+    return 8e-4 / math.sqrt(min(d_sae, LR_FLAT_FROM) / 2**14)
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam, LR warm-up then constant, then linear decay to zero over the last part."""
 
     lr: float | None = None
-    """None: 8e-4 / sqrt(d_sae / 2^14): the width scaling of Gao et al. (2024) at 4x their base
-    rate, which on the default model's layer 6 (1M tokens, width 8192, k 32) gave held-out FVU
-    0.067 against 0.155 at their 2e-4."""
+    """None: ``default_lr(d_sae)``."""
     betas: tuple[float, float] = (0.9, 0.999)
     """beta1 = 0 is a documented good choice for SAEs (Anthropic); 0.9 is the safe default."""
     warmup_steps: int = 50
@@ -134,7 +159,8 @@ class TrainConfig:
     batch_size: int = 4096
     """Rows per step (per rank under torchrun)."""
     seed: int = 0
-    """Seeds the SAE's initialisation, the trainer's own generator and the cache's batch order."""
+    """Seeds the cache's batch order and, through ``sae_seed(seed, name)``, each SAE's
+    initialisation and its trainer's own generator: the SAEs of one sweep start independently."""
     normalize: bool = True
     """Scale inputs so that E||x|| = sqrt(d_in); folded into the weights when saving."""
     init_rows: int = 16_384

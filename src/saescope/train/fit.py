@@ -103,6 +103,10 @@ def _fit(
     done = trainers[0].step_count
     if done < cfg.steps:
         log.warning("the data ran out after %d of %d steps", done, cfg.steps)
+    for trainer in trainers if rank.rank == 0 else []:
+        verdict = trainer.undertrained()
+        if verdict is not None:
+            log.warning("%s", verdict.message(trainer.name, trainer.tracker.tokens))
     saes = [t.export() for t in trainers]
     if root is not None:
         _checkpoint(trainers, root, drawn)  # the final state: --resume of a finished run is a no-op

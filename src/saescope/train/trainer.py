@@ -16,10 +16,11 @@ from saescope._dist import Rank
 from saescope.errors import SaescopeError
 from saescope.sae import SAE, build_sae
 from saescope.train import checkpoint as ckpt
-from saescope.train.config import TrainConfig
+from saescope.train.config import TrainConfig, default_lr, sae_seed
 from saescope.train.dead import FiringTracker, resample_dead_
 from saescope.train.optim import Adam
 from saescope.train.recipes import StepContext, recipe_for
+from saescope.train.undertrained import FvuWatch, Undertrained
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,16 @@ class SAETrainer:
         self.unit_norm = cfg.decoder_norm == "unit" and arch.constrain_decoder_norm
         self.norm_cap = cfg.decoder_norm == "at_most_one" and arch.constrain_decoder_norm
         self.clamp_threshold = arch.nonnegative_threshold
-        self.lr = cfg.optim.lr or 8e-4 / math.sqrt(sae.cfg.d_sae / 2**14)
+        self.lr = cfg.optim.lr or default_lr(sae.cfg.d_sae)
         self.optimizer = Adam(sae.parameters(), lr=self.lr, betas=cfg.optim.betas)
         window = cfg.dead.window_tokens or min(1_000_000, max(cfg.tokens // 4, cfg.batch_size))
         self.tracker = FiringTracker(sae.cfg.d_sae, window, sae.W_dec.device)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(sae_seed(cfg.seed, name))
         self.scale = 1.0
         self.variance = 1.0
         self.step_count = 0
         self.rank = Rank.current()
+        self.fvu_watch = FvuWatch(cfg.steps, cfg.optim.decay_start, cfg.optim.warmup_steps)
         self.workspace: dict[str, Tensor] = {}
 
     @torch.no_grad()
@@ -112,6 +114,7 @@ class SAETrainer:
         self.optimizer.step()
         self._after_step(x, out.x_hat)
         self.tracker.update(counts > 0, len(x) * self.rank.world_size, counts)
+        self.fvu_watch.update(self.step_count, float(out.metrics["fvu"]))
         self.step_count += 1
         dead = float(self.tracker.dead.float().mean())
         return {**out.metrics, "loss": float(out.loss.detach()), "dead": dead}
@@ -147,6 +150,10 @@ class SAETrainer:
         sae.fold_input_scale_(self.scale)
         return sae.eval()
 
+    def undertrained(self) -> Undertrained | None:
+        """The verdict of ``saescope.train.undertrained``'s rule on the run so far."""
+        return self.fvu_watch.verdict()
+
     def log10_density(self) -> Tensor:
         return torch.log10(self.tracker.counts.float() / max(1, self.tracker.tokens) + 1e-10)
 
@@ -164,6 +171,7 @@ class SAETrainer:
             "scale": self.scale,
             "variance": self.variance,
             "tokens": self.tracker.tokens,
+            "fvu_watch": self.fvu_watch.state(),
         }
         return tensors, state
 
@@ -188,3 +196,5 @@ class SAETrainer:
         self.generator.set_state(tensors["generator"])
         self.step_count, self.scale = int(state["step"]), float(state["scale"])
         self.variance = float(state["variance"])
+        if "fvu_watch" in state:  # (absent from older checkpoints: then the rule stays silent)
+            self.fvu_watch.load_state(state["fvu_watch"])
