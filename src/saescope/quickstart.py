@@ -6,7 +6,8 @@
    and the HTML report;
 4. index its features over the cached activations and print a few that read at a glance, with
    their HTML dashboards;
-5. search the index for an "ocean" feature and steer with it: clamp it during generation and
+5. find an ocean feature by example (three sentences about the ocean against two neutral ones,
+   ``interpret.find.search_by_example``) and steer with it: clamp it during generation and
    show the next-token distribution and a continuation, clean and steered.
 Reruns reuse (or resume) what is already on disk.
 """
@@ -30,6 +31,18 @@ LOSS_TOKENS = 8_192
 INDEX_TOKENS = 262_144
 SHOWN_FEATURES = 6
 STEER_QUERY = "ocean"
+STEER_TEXTS = (
+    "The ship sailed across the ocean, waves crashing against its hull.",
+    "Fishermen cast their nets into the sea at dawn.",
+    "Sailors on the deck watched the waves and the endless blue ocean.",
+)
+STEER_CONTRAST = (
+    "The train travelled across the country, wheels rattling along the track.",
+    "Workers in the office watched the clock and the endless grey sky.",
+)
+"""The steering stage finds its feature by example (``saescope search --text``): the first
+non-dense feature that fires specifically on these sentences about the ocean against the
+contrast ones; word search for STEER_QUERY is the fallback."""
 STEER_PROMPT = "My favourite thing about the weekend is"
 STEER_TIMES_MAX = 0.6
 """The clamp, as a multiple of the feature's largest activation in the index. Applied at every
@@ -58,7 +71,7 @@ def run_quickstart(
     log.info("[4/5] index the features of %s over %s tokens", sae_dir.name, f"{INDEX_TOKENS:,}")
     index = steps.feature_index(out / "index.db", sae_dir, cache, model(), INDEX_TOKENS)
     _show_features(out, index, model())
-    log.info("[5/5] steer: the feature the index finds for %r", STEER_QUERY)
+    log.info("[5/5] steer: the feature the index finds for the ocean")
     _steer(model(), sae_dir, index)
     _report(out, cache_dir, sae_dir, report, time.perf_counter() - start)
 
@@ -80,7 +93,7 @@ def _show_features(out: Path, path: Path, model: LanguageModel) -> None:
             snippet = "".join(example.tokens[lo : example.focus + 1]).replace("\n", " ")
             log.info(
                 "  %5d  %.3f%%  peaks on %s; promotes %s; e.g. ...%s",
-                f, 100 * r.density, r.top_tokens, promotes, snippet,
+                f, 100 * r.density, r.description, promotes, snippet,
             )  # fmt: skip
         log.info("  (%s)", steps.promotes_legend(rms))
         pages = write_dashboards(index, chosen, out / "dashboards")
@@ -88,18 +101,26 @@ def _show_features(out: Path, path: Path, model: LanguageModel) -> None:
 
 
 def _steer(model: LanguageModel, sae_dir: Path, path: Path) -> None:
+    from saescope.interpret.find import search_by_example
     from saescope.interpret.query import FeatureIndex
     from saescope.steer import FeatureIntervention, GenerationConfig, clamp, compare
 
+    sae = load_sae(sae_dir)
     with FeatureIndex(path) as index:
-        hits = index.search(STEER_QUERY, limit=1)
+        by_example = search_by_example(model, sae, index, list(STEER_TEXTS), list(STEER_CONTRAST))
+        hits = [h.feature for h in by_example if not h.dense]
+        how = "by example (saescope search --text ...)"
         if not hits:
-            log.info("  no feature matches %r in this index; skipping", STEER_QUERY)
+            hits = [h.feature for h in index.search(STEER_QUERY, limit=1)]
+            how = f"by the word {STEER_QUERY!r}"
+        if not hits:
+            log.info("  no feature found for %r in this index; skipping", STEER_QUERY)
             return
-        feature = hits[0].feature
+        feature = hits[0]
         record = index.feature(feature)
+    log.info("  found %s: feature %d, %s", how, feature, record.description)
     value = STEER_TIMES_MAX * record.max_activation
-    steer = FeatureIntervention(load_sae(sae_dir), (clamp(feature, value),))
+    steer = FeatureIntervention(sae, (clamp(feature, value),))
     sampled = GenerationConfig(max_new_tokens=24, samples=2, sample=True, seed=0)
     result = compare(model, STEER_PROMPT, [steer], sampled)
     log.info(
