@@ -84,7 +84,15 @@ class OutlierPolicy:
         """The rule whose median is measured on ``sample`` (N, d) rows."""
         if len(sample) == 0:
             raise SaescopeError("cannot measure the median row norm on no rows")
-        return self.rule(float(row_norms(sample).median()))
+        norms = row_norms(sample)
+        # Non-finite rows are left to the callers' own checks, which name where they are.
+        finite = norms[norms.isfinite()]
+        if len(finite) == 0:
+            raise SaescopeError(
+                f"every one of the {len(norms)} rows has a nan or inf norm: the activations are "
+                "not finite; check the model (its dtype, its weights) before indexing or training"
+            )
+        return self.rule(float(finite.median()))
 
 
 @dataclass(frozen=True)
