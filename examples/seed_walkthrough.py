@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from saescope import walkthrough
+from saescope import steps, walkthrough
 from saescope.data import ContextConfig, load_corpus, pack_contexts
 from saescope.interpret import logit_lens, predict
 from saescope.interpret.active import active_features
@@ -125,13 +125,13 @@ def loss_batches(model, contexts: int) -> list[torch.Tensor]:
     return list(torch.stack(ids).split(4))
 
 
-def dashboard_md(r: FeatureRecord, contexts: int = 6) -> str:
-    promotes = ", ".join(f"{t!r} {v:+.2f}" for t, v in r.promoted[:8])
+def dashboard_md(r: FeatureRecord, rms: float, contexts: int = 6) -> str:
+    promotes = steps.promotes_text(r.promoted, rms, 8)
     lines = [
         f"- description: {cell(r.description)}",
         f"- density {r.density:.3%}{' (DENSE)' if r.dense else ''}, largest activation "
         f"{r.max_activation:.2f}",
-        f"- promotes (direct logit effect per unit): {cell(promotes)}",
+        f"- promotes: {cell(promotes)} ({steps.promotes_legend(rms)})",
         "- top contexts:",
         *(f"  {context_md(e)}" for e in r.top[:contexts]),
         "- typical contexts (quantile samples):",
@@ -308,6 +308,7 @@ def section_attribution(model, a: walkthrough.Artifacts) -> tuple[str, int]:
         ]
         chosen = candidates[0].unit if candidates else result.units[0].unit
         record = index.feature(chosen)
+    on_prompt = next(abs(u.peak) for u in result.units if u.unit == chosen)
     t_id = single_token(model, TARGET)
     lines = [
         f"## 5. The feature that matters: attribution to {TARGET!r} vs {VERSUS!r}\n",
@@ -317,29 +318,28 @@ def section_attribution(model, a: walkthrough.Artifacts) -> tuple[str, int]:
         "summed over the prompt; the top 6 checked by zero-ablating them at every token "
         "(attribution predicts ablation Δm = -attribution):\n",
         table(["feature", "attribution", "ablation Δm", "density", "description"], rows),
-        f"Chosen: feature {chosen}, the first non-dense feature that raises m "
-        + ("(none qualified: the top feature is shown)" if not candidates else "")
+        f"Chosen: feature {chosen}, the first non-dense feature that raises m"
+        + (" (none qualified: the top feature is shown)" if not candidates else "")
         + f". Its dashboard (`saescope show --index ... {chosen}`):\n",
-        dashboard_md(record),
-        f"Clamped at every token to multiples of its largest activation in the index "
-        f"({record.max_activation:.2f}); sampled continuations with the same seeds:\n",
+        dashboard_md(record, steps.final_rms(model)),
+        f"Clamped at every token to {MODERATE:g}x its largest activation on the prompt "
+        f"({on_prompt:.2f}), and to {MODERATE:g}x and {HUGE:g}x its largest activation in the "
+        f"index ({record.max_activation:.2f}); sampled continuations with the same seeds:\n",
     ]
     rows = []
     texts = {}
-    for multiple in (0.0, MODERATE, HUGE):
-        edits = (
-            []
-            if multiple == 0
-            else [FeatureIntervention(sae, (clamp(chosen, multiple * record.max_activation),))]
-        )
+    levels = [
+        ("clean", None),
+        (f"{MODERATE:g}x its peak on the prompt", MODERATE * on_prompt),
+        (f"{MODERATE:g}x its max in the index", MODERATE * record.max_activation),
+        (f"{HUGE:g}x its max in the index", HUGE * record.max_activation),
+    ]
+    for label, value in levels:
+        edits = [] if value is None else [FeatureIntervention(sae, (clamp(chosen, value),))]
         with intervene(model, edits):
             p = predict(model, PROMPT)
         [roll] = generate_with(model, PROMPT, edits, CLAMP_PROMPT_ROLLOUTS)
-        name = (
-            "clean"
-            if multiple == 0
-            else f"{multiple:g}x max ({multiple * record.max_activation:.1f})"
-        )
+        name = label if value is None else f"{label} ({value:.1f})"
         rows.append(
             [
                 name,
