@@ -6,8 +6,7 @@
    and the HTML report;
 4. index its features over the cached activations and print a few that read at a glance, with
    their HTML dashboards;
-5. find an ocean feature by example (three sentences about the ocean against two neutral ones,
-   ``interpret.find.search_by_example``) and steer with it: clamp it during generation and
+5. find an ocean feature (word search, example search as the fallback) and steer with it: clamp it during generation and
    show the next-token distribution and a continuation, clean and steered.
 Reruns reuse (or resume) what is already on disk.
 """
@@ -40,9 +39,11 @@ STEER_CONTRAST = (
     "The train travelled across the country, wheels rattling along the track.",
     "Workers in the office watched the clock and the endless grey sky.",
 )
-"""The steering stage finds its feature by example (``saescope search --text``): the first
-non-dense feature that fires specifically on these sentences about the ocean against the
-contrast ones; word search for STEER_QUERY is the fallback."""
+"""The steering stage's feature: the first hit of the word search for STEER_QUERY (peak tokens
+first, whole words first, by concentration), else the first non-dense hit of the example search
+on these sentences against the contrast ones. On the quickstart SAE (measured 2026-12-02, 12
+sampled rollouts, clamp 0.6x max) word search's ' sea'/' Ocean' feature put 7/12 rollouts on
+the sea against 1/12 unsteered; example search's first hit, a ' waves' feature, 2/12."""
 STEER_PROMPT = "My favourite thing about the weekend is"
 STEER_TIMES_MAX = 0.6
 """The clamp, as a multiple of the feature's largest activation in the index. Applied at every
@@ -107,12 +108,12 @@ def _steer(model: LanguageModel, sae_dir: Path, path: Path) -> None:
 
     sae = load_sae(sae_dir)
     with FeatureIndex(path) as index:
-        by_example = search_by_example(model, sae, index, list(STEER_TEXTS), list(STEER_CONTRAST))
-        hits = [h.feature for h in by_example if not h.dense]
-        how = "by example (saescope search --text ...)"
+        hits = [h.feature for h in index.search(STEER_QUERY, limit=1)]
+        how = f"by the word {STEER_QUERY!r} (saescope search --index ... {STEER_QUERY})"
         if not hits:
-            hits = [h.feature for h in index.search(STEER_QUERY, limit=1)]
-            how = f"by the word {STEER_QUERY!r}"
+            found = search_by_example(model, sae, index, list(STEER_TEXTS), list(STEER_CONTRAST))
+            hits = [h.feature for h in found if not h.dense]
+            how = "by example (saescope search --text ...)"
         if not hits:
             log.info("  no feature found for %r in this index; skipping", STEER_QUERY)
             return
