@@ -102,6 +102,32 @@ def cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", "⏎")
 
 
+def steer(model, sae, index, feature: int, vocabulary, batches, n: int) -> tuple[list, str]:
+    """The steering curve of ``feature`` clamped at MULTIPLES of its max, and its table."""
+    peak = index.feature(feature).max_activation
+
+    def make(c: float) -> list:
+        return [FeatureIntervention(sae, (clamp(feature, c * peak),))] if c else []
+
+    points = steering_curve(model, make, MULTIPLES, PROMPTS, vocabulary, batches, ROLLOUTS)
+    rows = [
+        [
+            f"{p.coefficient:g}x ({p.coefficient * peak:.1f})",
+            f"{round(p.success * n)}/{n}",
+            f"{p.loss:.3f}",
+            cell(p.texts[0][:100]),
+        ]
+        for p in points
+    ]
+    text = (
+        f"feature {feature} (largest activation {peak:.2f}) clamped at every token from "
+        f"{PROMPTS}; rollouts of {n} using a word of {vocabulary[:6]}... (the same seeds in "
+        f"every row), loss on {LOSS_CONTEXTS} corpus contexts:\n\n"
+        + table(["clamp", "on topic", "loss", "first rollout"], rows)
+    )
+    return points, text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("saescope-out"))
@@ -159,39 +185,19 @@ def main() -> None:
                 if examples
                 else "no feature fires specifically.\n"
             )
-            best = next((h for h in examples if not h.dense), None)
-            if best is None:
-                lines.append("\nNo non-dense hit to steer with.\n")
-                summary.append([concept, "–", "–", "–", "–"])
-                parts.append("\n".join(lines))
-                continue
-            peak = index.feature(best.feature).max_activation
-
-            def make(c: float, f: int = best.feature, p: float = peak) -> list:
-                return [FeatureIntervention(sae, (clamp(f, c * p),))] if c else []
-
-            points = steering_curve(model, make, MULTIPLES, PROMPTS, vocabulary, batches, ROLLOUTS)
-            lines.append(
-                f"\nFeature {best.feature} (largest activation {peak:.2f}) clamped at every token "
-                f"from {PROMPTS}; rollouts of {n} using a word of {vocabulary[:6]}... (the same "
-                "seeds in every row), loss on 8 corpus contexts:\n"
-            )
-            lines.append(
-                table(
-                    ["clamp", "on topic", "loss", "first rollout"],
-                    [
-                        [
-                            f"{p.coefficient:g}x ({p.coefficient * peak:.1f})",
-                            f"{round(p.success * n)}/{n}",
-                            f"{p.loss:.3f}",
-                            cell(p.texts[0][:100]),
-                        ]
-                        for p in points
-                    ],
-                )
-            )
-            counts = [f"{round(p.success * n)}/{n}" for p in points]
-            summary.append([concept, str(best.feature), *counts])
+            chosen = {
+                "word": next((h.feature for h in words if not h.dense), None),
+                "example": next((h.feature for h in examples if not h.dense), None),
+            }
+            for how, feature in chosen.items():
+                if feature is None:
+                    lines.append(f"\nNo non-dense {how}-search hit to steer with.\n")
+                    summary.append([concept, how, "–", *("–" for _ in MULTIPLES)])
+                    continue
+                points, text = steer(model, sae, index, feature, vocabulary, batches, n)
+                lines.append(f"\nThe {how}-search hit: {text}")
+                counts = [f"{round(p.success * n)}/{n}" for p in points]
+                summary.append([concept, how, str(feature), *counts])
             parts.append("\n".join(lines))
     seconds = time.perf_counter() - start
     head = (
@@ -201,9 +207,9 @@ def main() -> None:
         f"quickstart's SAE (`{SAE}`, layers.6.resid_post of Gemma 3 270M) and index; nothing "
         "here is typed by hand. Example search uses each concept's three texts against two "
         f"neutral contrast texts ({CONTRAST}).\n\n"
-        "Summary: rollouts on topic with the best example-search hit clamped, against "
-        "unsteered (same seeds):\n\n"
-        + table(["concept", "feature", *(f"{m:g}x max" for m in MULTIPLES)], summary)
+        "Summary: rollouts on topic with the first non-dense hit of each search clamped at "
+        "every token, against unsteered (0x; the same seeds in every column):\n\n"
+        + table(["concept", "search", "feature", *(f"{m:g}x max" for m in MULTIPLES)], summary)
         + "\n"
     )
     (args.docs / "concept-search.md").write_text(head + "\n".join(parts))

@@ -445,15 +445,23 @@ class FeatureIndex:
         out = {}
         for f, tokens in matched.items():
             shares = [
-                n / total
-                for n, total in (
-                    (top.get(f, 0), self._count("peaks", "sum(count)", f)),
-                    (sampled.get(f, 0), self._count("examples", "count(*)", f, "sample")),
+                n / self._full(kind, total)
+                for kind, n, total in (
+                    ("top", top.get(f, 0), self._count("peaks", "sum(count)", f)),
+                    ("sample", sampled.get(f, 0), self._count("examples", "count(*)", f, "sample")),
                 )
                 if total
             ]
             out[f] = (sum(shares) / len(shares), tokens)
         return out
+
+    def _full(self, kind: str, total: int) -> int:
+        """The denominator of a share of ``kind`` examples: as many as the index keeps for a
+        feature that fires often (``collect.top`` / ``.samples``), so that a feature seen once,
+        on the word, scores 1/20 rather than 1 (on the quickstart SAE ' war'×1, 0.000% dense,
+        outranked ' War'×14 before)."""
+        keeps = self.meta.get("collect", {}).get("top" if kind == "top" else "samples", 0)
+        return max(total, int(keeps))
 
     def _count(self, table: str, what: str, feature: int, kind: str | None = None) -> int:
         where = "feature = ?" + (" AND kind = ?" if kind else "")
@@ -501,7 +509,7 @@ class FeatureIndex:
         for f, c in counts.items():
             is_whole = any(c.get((k, True)) for k in ("top", "sample"))
             shares = [
-                c.get((kind, is_whole), 0) / total
+                c.get((kind, is_whole), 0) / self._full(kind, total)
                 for kind in ("top", "sample")
                 if (total := self._count("examples", "count(*)", f, kind))
             ]
