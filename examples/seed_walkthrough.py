@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from saescope import steps, walkthrough
+import saescope.steps as steps
+import saescope.walkthrough as walkthrough
 from saescope.data import ContextConfig, load_corpus, pack_contexts
 from saescope.interpret import logit_lens, predict
 from saescope.interpret.active import active_features
