@@ -138,3 +138,26 @@ def test_word_search_ranks_whole_peaks_by_concentration_then_the_weaker_matches(
         assert index.search("kitchen")[0].feature == OUTLIER  # found where it typically fires
         with pytest.raises(SaescopeError, match="empty"):
             index.search("  ")
+
+
+def test_a_feature_seen_once_on_the_word_is_not_fully_concentrated(index_path, tmp_path):
+    """A share counts against as many examples as the index keeps for a feature (``collect``):
+    a feature whose only example peaks on the word scores 1/top, not 1, and ranks after one
+    that peaks on it in all its examples (on the quickstart SAE ' war'×1 had outranked
+    ' War'×14)."""
+    import shutil
+
+    copy = shutil.copy(index_path, tmp_path / "index.db")
+    db = sqlite3.connect(copy)
+    with db:  # HALF, as if it had fired once, on ' cook'
+        cook = db.execute("SELECT token FROM peaks WHERE feature = ?", (COOK,)).fetchone()[0]
+        db.execute("DELETE FROM peaks WHERE feature = ?", (HALF,))
+        db.execute(
+            "INSERT INTO peaks (feature, rank, token, count) VALUES (?, 0, ?, 1)", (HALF, cook)
+        )
+        db.execute("DELETE FROM examples WHERE feature = ? AND kind = 'sample'", (HALF,))
+    db.close()
+    with FeatureIndex(copy) as index:
+        by = {h.feature: h for h in index.search("cook", limit=64)}
+    assert by[HALF].score == pytest.approx(1 / CFG.top)
+    assert by[COOK].score == 1.0
