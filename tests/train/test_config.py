@@ -82,3 +82,14 @@ def test_train_resume_with_another_lr_or_seed_is_refused(cache, tmp_path, caplog
     argv = _train(cache, run, "--lr", "0.001", "--resume", "--checkpoint-every", "3")
     assert cli.main(argv) == 0, caplog.text  # a free setting: resumed (a finished run: a no-op)
     assert json.loads(saved)["train"]["optim"]["lr"] == 0.001
+
+
+def test_train_resume_with_another_outlier_policy_is_refused(cache, tmp_path, caplog) -> None:
+    """The policy decides which rows the SAE trains on: it is in the SAE's metadata, so the
+    resume check sees it and the saved SAE says how it was trained."""
+    run = tmp_path / "run"
+    assert cli.main(_train(cache, run, "--outliers", "keep")) == 0
+    saved = json.loads((run / "topk-w64-k4" / "cfg.json").read_text())
+    assert saved["metadata"]["outliers"]["mode"] == "keep"
+    assert cli.main(_train(cache, run, "--outliers", "exclude", "--resume")) == 2
+    assert "sae.metadata.extra.outliers.mode: saved 'keep', given 'exclude'" in caplog.text

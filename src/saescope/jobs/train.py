@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -122,9 +122,11 @@ def train_from_cache(
         len(train_shards),
         f"{cache.rows_in(held):,}",
     )
-    trainers = _trainers(
-        specs, cache.d(site), cfg, metadata_from_cache(cache, site), torch.device(device)
-    )
+    rule = cache.outlier_rule(outliers, site)
+    # In the SAE's metadata: the SAE records what it was trained on, and a resume with
+    # another policy is refused with the other changed settings (fit compares configs).
+    metadata = replace(metadata_from_cache(cache, site), extra={"outliers": rule.to_dict()})
+    trainers = _trainers(specs, cache.d(site), cfg, metadata, torch.device(device))
     rank = Rank.current()  # under torchrun each rank reads its own share of the shards
     batches = cache.batches(
         cfg.batch_size,
@@ -137,7 +139,7 @@ def train_from_cache(
         world_size=rank.world_size,
         outliers=outliers,
     )
-    log.info("outlier rows: %s", cache.outlier_rule(outliers, site).to_dict())
+    log.info("outlier rows: %s", rule.to_dict())
     saes = fit(trainers, batches, out, resume=resume, progress=progress, log_to=log_to)
     if rank.rank != 0:
         return []
@@ -170,6 +172,7 @@ def train_live(
         prepend_bos=context.prepend_bos,
         exclude_special_tokens=context.exclude_special,
         dataset_path=corpus.name,
+        extra={"outliers": asdict(outliers)},  # live, the median is the first batch's
     )
     trainers = _trainers(specs, model.site_dim(parsed), cfg, metadata, torch.device(device))
     batches = stream_activations(
