@@ -28,18 +28,21 @@ CLI's one-command recipes, steps the reuse-or-run steps they share)."""
 
 MAY_IMPORT: dict[str, set[str]] = {
     "sae": set(),
+    "coding": {"sae"},
     "models": set(),
     "data": set(),
     "activations": {"models", "data"},
     "train": {"sae"},
-    "evaluate": {"sae", "models", "data", "activations"},
-    "interpret": {"sae", "models", "data", "activations", "evaluate"},
-    "steer": {"sae", "models", "data", "activations", "evaluate", "interpret"},
-    "jobs": {"sae", "models", "data", "activations", "train", "evaluate"},
+    "evaluate": {"sae", "coding", "models", "data", "activations"},
+    "interpret": {"sae", "coding", "models", "data", "activations", "evaluate"},
+    "steer": {"sae", "coding", "models", "data", "activations", "evaluate", "interpret"},
+    "jobs": {"sae", "coding", "models", "data", "activations", "train", "evaluate"},
+    "toy": {"sae", "coding", "train"},
 }
 """Layers each layer may import besides itself and the helpers."""
 MUST_NOT_KNOW = {
     "sae": "models, data, training",
+    "coding": "models, data, training",
     "models": "SAEs, training",
     "data": "models beyond the tokenizer",
     "activations": "SAE internals",
@@ -48,6 +51,7 @@ MUST_NOT_KNOW = {
     "interpret": "the web server",
     "steer": "the web server",
     "jobs": "the CLI and the web server",
+    "toy": "language models",
 }
 """DESIGN.md's "must not know about" column, quoted in failures."""
 
