@@ -2,11 +2,12 @@
 
 A site is a place in the residual-stream computation of one decoder layer. In forward order:
 
-    resid_pre  -> attn_out -> mlp_act -> mlp_out -> resid_post
+    resid_pre  -> attn_out -> mlp_in -> mlp_act -> mlp_out -> resid_post
 
 ``attn_out`` and ``mlp_out`` are what the sub-block adds to the residual stream (after any
-post-norm, as in Gemma 2/3), ``mlp_act`` is the MLP's hidden activations (the neurons, the input
-of the down projection), and ``resid_post = resid_pre + attn_out + mlp_out``.
+post-norm, as in Gemma 2/3), ``mlp_in`` is what the MLP reads (the residual stream after the
+pre-MLP norm: a transcoder's input), ``mlp_act`` is the MLP's hidden activations (the neurons, the
+input of the down projection), and ``resid_post = resid_pre + attn_out + mlp_out``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from dataclasses import dataclass
 
 from saescope.errors import SaescopeError
 
-SITE_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_act", "mlp_out", "resid_post")
+SITE_KINDS: tuple[str, ...] = (
+    "resid_pre",
+    "attn_out",
+    "mlp_in",
+    "mlp_act",
+    "mlp_out",
+    "resid_post",
+)
 """Site kinds within a layer, in the order the forward pass reaches them."""
 
 _TL_HOOKS = {
     "hook_resid_pre": "resid_pre",
     "hook_attn_out": "attn_out",
+    "ln2.hook_normalized": "mlp_in",
     "mlp.hook_post": "mlp_act",
     "hook_mlp_out": "mlp_out",
     "hook_resid_post": "resid_post",

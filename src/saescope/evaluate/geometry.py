@@ -48,7 +48,12 @@ def geometry(sae: SAE, neuron_basis: bool = False) -> Geometry:
     maxcos = max_cosines(sae.W_dec)
     enc = sae.W_enc.t().float()
     dec = sae.W_dec.float()
-    enc_dec = torch.nn.functional.cosine_similarity(enc, dec, dim=1)
+    # A transcoder whose sites differ in width has no encoder-decoder cosine to speak of.
+    enc_dec = (
+        torch.nn.functional.cosine_similarity(enc, dec, dim=1)
+        if enc.shape == dec.shape
+        else torch.tensor(float("nan"))
+    )
     extra: dict[str, float] = {}
     if neuron_basis:
         energy = dec.pow(2)

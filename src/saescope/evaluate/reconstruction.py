@@ -2,6 +2,9 @@
 
 Everything is accumulated exactly (float64 sums), so the result does not depend on batching:
 FVU = SSE / (sum ||x||^2 - N ||mean||^2) with the mean over all rows.
+
+For a transcoder each batch is a pair (input rows, output-site rows) and everything is measured
+against the output site's rows: its FVU is the variance of the output it fails to explain.
 """
 
 from __future__ import annotations
@@ -79,30 +82,59 @@ def _check_finite(x: Tensor, number: int, rows_before: int, what: str, advice: s
         )
 
 
+Batch = Tensor | tuple[Tensor, Tensor]
+"""(B, d_in) rows for an SAE; (input rows (B, d_in), output-site rows (B, d_out)) for a
+transcoder."""
+
+
+def _split(sae: SAE, batch: Batch, number: int) -> tuple[Tensor, Tensor]:
+    """(what the SAE reads, what its output is compared with), float32 on its device."""
+    if sae.cfg.is_transcoder != isinstance(batch, tuple):
+        want = "(input, output) row pairs" if sae.cfg.is_transcoder else "tensors of rows"
+        raise SaescopeError(
+            f"batch {number}: a{' transcoder' if sae.cfg.is_transcoder else 'n SAE'} is "
+            f"evaluated on {want}, got a {type(batch).__name__}"
+        )
+    device = sae.W_enc.device
+    if not isinstance(batch, tuple):
+        x = batch.to(device, torch.float32)
+        return x, x
+    x, y = batch
+    if len(x) != len(y) or y.shape[-1] != sae.cfg.out_dim:
+        raise SaescopeError(
+            f"batch {number}: input rows {tuple(x.shape)} and output rows {tuple(y.shape)} do "
+            f"not pair up for a transcoder of d_out={sae.cfg.out_dim}"
+        )
+    return x.to(device, torch.float32), y.to(device, torch.float32)
+
+
 @torch.no_grad()
 def reconstruction_stats(
-    sae: SAE, batches: Iterable[Tensor], sample: int = 200_000
+    sae: SAE, batches: Iterable[Batch], sample: int = 200_000
 ) -> ReconstructionStats:
-    """Metrics of ``sae`` over ``batches`` of raw activations (B, d_in).
+    """Metrics of ``sae`` over ``batches`` of raw activations (B, d_in), or of a transcoder
+    over (input, output-site) pairs of row batches.
 
     Refuses a batch holding NaN or inf (naming the batch, row and column) and an SAE whose
     reconstruction of finite input is not finite, so a NaN never reaches the FVU.
     """
     acc = {k: 0.0 for k in ("sse", "sq", "cos", "ratio", "hat_sq", "dot")}
     n = 0
-    total = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
+    total = torch.zeros(sae.cfg.out_dim, dtype=torch.float64)
     counts = torch.zeros(sae.cfg.d_sae, dtype=torch.long)
     l0_counts = torch.zeros(1, dtype=torch.long)
     values: list[Tensor] = []
     kept = 0
-    for number, x in enumerate(batches):
-        x = x.to(sae.W_enc.device, torch.float32)
+    for number, batch in enumerate(batches):
+        x, target = _split(sae, batch, number)
         _check_finite(x, number, n, "activation batch", "fix or drop those rows")
+        if target is not x:
+            _check_finite(target, number, n, "output-site batch", "fix or drop those rows")
         out = sae(x)
         _check_finite(
             out.x_hat, number, n, "the SAE's reconstruction of batch", "check the SAE's weights"
         )
-        x64, hat = x.double(), out.x_hat.double()
+        x64, hat = target.double(), out.x_hat.double()
         acc["sse"] += float((x64 - hat).pow(2).sum())
         acc["sq"] += float(x64.pow(2).sum())
         acc["cos"] += float(torch.nn.functional.cosine_similarity(x64, hat, dim=-1).sum())

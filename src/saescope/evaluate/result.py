@@ -10,10 +10,10 @@ from torch import Tensor
 
 from saescope.data import keep_positions
 from saescope.evaluate.geometry import Geometry, geometry
-from saescope.evaluate.reconstruction import ReconstructionStats, reconstruction_stats
+from saescope.evaluate.reconstruction import Batch, ReconstructionStats, reconstruction_stats
 from saescope.evaluate.splice import SplicedStats, spliced_stats
 from saescope.models import LanguageModel, Site
-from saescope.sae import SAE, sae_site
+from saescope.sae import SAE, sae_site, sae_site_out
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class EvalResult:
     """Reconstruction on the rows that are not outliers (``outliers``' threshold)."""
     outliers: dict[str, Any] | None = None
     """The outlier rule applied (mode, multiple, median norm, threshold) and rows it flagged."""
+    site_out: str | None = None
+    """A transcoder's output site (``site`` is its input); None for an SAE."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,7 @@ class EvalResult:
             "architecture": self.architecture,
             "d_sae": self.d_sae,
             "site": self.site,
+            "site_out": self.site_out,
             "reconstruction": self.reconstruction.to_dict(),
             "without_outliers": (
                 self.without_outliers.to_dict() if self.without_outliers else None
@@ -56,7 +59,7 @@ def special_policy(sae: SAE, exclude_special: bool | None) -> bool:
 
 def evaluate(
     sae: SAE,
-    activations: Iterable[Tensor],
+    activations: Iterable[Batch],
     model: LanguageModel | None = None,
     token_batches: Iterable[Tensor] | None = None,
     name: str = "sae",
@@ -64,7 +67,8 @@ def evaluate(
     ablations: bool = True,
     exclude_special: bool | None = None,
 ) -> EvalResult:
-    """Reconstruction and latent statistics on ``activations`` (batches of (B, d_in)), the
+    """Reconstruction and latent statistics on ``activations`` (batches of (B, d_in); for a
+    transcoder, pairs of input and output-site batches), the
     dictionary's geometry, and with ``model`` and ``token_batches`` ((B, T) token ids) the
     next-token losses with the SAE spliced in at its site.
 
@@ -74,6 +78,7 @@ def evaluate(
     taken as given: ``evaluate_saes`` draws them under the same choice.
     """
     site = sae_site(sae, path or None)
+    site_out = sae_site_out(sae, path or None) if sae.cfg.is_transcoder else None
     stats = reconstruction_stats(sae, activations)
     spliced = None
     if model is not None and token_batches is not None:
@@ -85,6 +90,17 @@ def evaluate(
             token_batches,
             lambda ids: keep_positions(ids, model.tokenizer, exclude),
             ablations=ablations,
+            site_out=site_out,
         )
     shape = geometry(sae, neuron_basis=Site.parse(site).kind == "mlp_act")
-    return EvalResult(name, path, sae.cfg.architecture, sae.cfg.d_sae, site, stats, shape, spliced)
+    return EvalResult(
+        name,
+        path,
+        sae.cfg.architecture,
+        sae.cfg.d_sae,
+        site,
+        stats,
+        shape,
+        spliced,
+        site_out=site_out,
+    )

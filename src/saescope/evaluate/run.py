@@ -17,10 +17,10 @@ from saescope.activations.extract import check_context_size, site_rows
 from saescope.activations.outliers import OutlierPolicy, OutlierRule
 from saescope.data import ContextConfig, Corpus
 from saescope.errors import SaescopeError
-from saescope.evaluate.reconstruction import reconstruction_stats
+from saescope.evaluate.reconstruction import Batch, reconstruction_stats
 from saescope.evaluate.result import EvalResult, evaluate, special_policy
 from saescope.models import LanguageModel
-from saescope.sae import SAE, sae_site
+from saescope.sae import SAE, sae_site, sae_site_out
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ def evaluate_saes(
     that are not ``outliers`` (``without_outliers``: norm at most its multiple of the median,
     the cache's first-shard median or, live, the first batch's); the policy's mode does not
     change what is scored.
+
+    A transcoder is scored against its output site's rows (the cache must hold both of its
+    sites), its outliers told by its input rows, and spliced in at its output site.
     """
     from saescope.data import load_corpus, pack_contexts
     from saescope.evaluate.report import write_report
@@ -89,19 +92,24 @@ def evaluate_saes(
     results = []
     for name, (path, sae) in saes.items():
         site = sae_site(sae, path)
-        if cache is not None:
+        rows: Iterable[Batch]
+        clean: Iterable[Batch]
+        if sae.cfg.is_transcoder:
+            rows, clean, rule = _transcoder_rows(
+                sae, path, site, cache, tokens, outliers, model, contexts, exclude_special
+            )
+        elif cache is not None:
             everything = list(range(len(cache.manifest.shards)))
             held = cache.split(tokens)[1] if tokens < len(cache) else everything
             rule = cache.outlier_rule(outliers, site)
-            rows: Iterable[Tensor] = cache.batches(8192, site, shuffle=False, shards=held)
-            clean: Iterable[Tensor] = cache.batches(
-                8192, site, shuffle=False, shards=held, outliers=rule.excluding()
-            )
+            rows = cache.batches(8192, site, shuffle=False, shards=held)
+            clean = cache.batches(8192, site, shuffle=False, shards=held, outliers=rule.excluding())
         else:
             assert model is not None
-            rows = list(_live_rows(model, site, contexts, special_policy(sae, exclude_special)))
-            rule = outliers.rule_from(rows[0])
-            clean = [c for c in (rule.excluding().apply(x) for x in rows) if len(c)]
+            live = list(_live_rows(model, site, contexts, special_policy(sae, exclude_special)))
+            rule = outliers.rule_from(live[0])
+            rows = live
+            clean = [c for c in (rule.excluding().apply(x) for x in live) if len(c)]
         batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
         result = evaluate(sae, rows, model, batches, name, path, ablations, exclude_special)
         results.append(_with_outliers(result, sae, clean, rule))
@@ -116,8 +124,47 @@ def evaluate_saes(
         return write_report(results, out, info)
 
 
+def _transcoder_rows(
+    sae: SAE,
+    path: str,
+    site: str,
+    cache: ActivationCache | None,
+    tokens: int,
+    outliers: OutlierPolicy,
+    model: LanguageModel | None,
+    contexts: list[Tensor],
+    exclude_special: bool | None,
+) -> tuple[list[Batch], list[Batch], OutlierRule]:
+    """(all (input, output) row pairs, those whose input row is no outlier, the rule)."""
+    site_out = sae_site_out(sae, path)
+    pairs: list[Batch] = []
+    if cache is not None:
+        everything = list(range(len(cache.manifest.shards)))
+        held = cache.split(tokens)[1] if tokens < len(cache) else everything
+        rule = cache.outlier_rule(outliers, site)
+        # Unshuffled and unfiltered, the two sites' batches hold the same positions row by row.
+        ins = cache.batches(8192, site, shuffle=False, shards=held)
+        outs = cache.batches(8192, site_out, shuffle=False, shards=held)
+        pairs = list(zip(ins, outs, strict=True))
+    else:
+        assert model is not None
+        policy = special_policy(sae, exclude_special)
+        for batch in torch.stack(contexts).split(8):
+            got = site_rows(model, batch, [site, site_out], policy, torch.float32, "cpu")
+            pairs.append((got.acts[model.site(site).name], got.acts[model.site(site_out).name]))
+        rule = outliers.rule_from(pairs[0][0])
+    excluding = rule.excluding()
+    clean: list[Batch] = []
+    for pair in pairs:
+        x, y = pair if isinstance(pair, tuple) else (pair, pair)
+        kept = ~excluding.outliers(x)
+        if bool(kept.any()):
+            clean.append((x[kept], y[kept]))
+    return pairs, clean, rule
+
+
 def _with_outliers(
-    result: EvalResult, sae: SAE, clean: Iterable[Tensor], rule: OutlierRule
+    result: EvalResult, sae: SAE, clean: Iterable[Batch], rule: OutlierRule
 ) -> EvalResult:
     without = reconstruction_stats(sae, clean)
     flagged = result.reconstruction.tokens - without.tokens
@@ -132,21 +179,24 @@ def check_compatible(
     cache's or the model's, before any computation."""
     site = sae_site(sae)
     model_name = sae.cfg.metadata.model_name
-    if cache is not None:
-        if model_name and model_name != cache.manifest.model:
-            raise SaescopeError(
-                f"SAE {name} was trained on {model_name!r}, the cache holds "
-                f"{cache.manifest.model!r} activations"
-            )
-        if cache.d(site) != sae.cfg.d_in:
-            raise SaescopeError(
-                f"SAE {name} has d_in={sae.cfg.d_in}, the cache's {site} has d={cache.d(site)}"
-            )
-    if model is not None and model.site_dim(site) != sae.cfg.d_in:
+    if cache is not None and model_name and model_name != cache.manifest.model:
         raise SaescopeError(
-            f"SAE {name} has d_in={sae.cfg.d_in}, {site} of {model.name} has "
-            f"width {model.site_dim(site)}; was it trained on another model?"
+            f"SAE {name} was trained on {model_name!r}, the cache holds "
+            f"{cache.manifest.model!r} activations"
         )
+    widths = [("d_in", site, sae.cfg.d_in)]
+    if sae.cfg.is_transcoder:
+        widths.append(("d_out", sae_site_out(sae), sae.cfg.out_dim))
+    for what, at, width in widths:
+        if cache is not None and cache.d(at) != width:
+            raise SaescopeError(
+                f"SAE {name} has {what}={width}, the cache's {at} has d={cache.d(at)}"
+            )
+        if model is not None and model.site_dim(at) != width:
+            raise SaescopeError(
+                f"SAE {name} has {what}={width}, {at} of {model.name} has "
+                f"width {model.site_dim(at)}; was it trained on another model?"
+            )
 
 
 def _check_cache_policy(

@@ -11,6 +11,10 @@ recorded (``models.replay``), unless the model's forward cannot be replayed. The
     KL             = KL(clean || spliced) over next-token distributions, per position.
 
 Losses count positions whose prediction and target are both ordinary tokens.
+
+A transcoder replaces its output site (the MLP's output, say) by its prediction from its input
+site (the MLP's input), which the clean forward records: the input site comes first in the
+forward pass, so no edit changes it. Zero- and mean-ablation then ablate the output site.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site, edit_sites
 from saescope.models.replay import Prefix, record_prefix, replay_logits
-from saescope.sae import SAE
+from saescope.sae import SAE, sae_site_out
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +86,24 @@ def spliced_stats(
     batches: Iterable[Tensor],
     keep_fn: Callable[[Tensor], Tensor],
     ablations: bool = True,
+    site_out: str | None = None,
 ) -> SplicedStats:
-    """Losses over ``batches`` of token ids (B, T); ``keep_fn(ids)`` gives the kept positions."""
-    parsed = model.site(site)
-    if model.site_dim(parsed) != sae.cfg.d_in:
-        raise SaescopeError(
-            f"SAE expects d_in={sae.cfg.d_in}, {parsed.name} of {model.name} has width "
-            f"{model.site_dim(parsed)}; was it trained on another site or model?"
-        )
+    """Losses over ``batches`` of token ids (B, T); ``keep_fn(ids)`` gives the kept positions.
+
+    ``site`` is what the SAE reads; a transcoder's output replaces ``site_out`` (default: its
+    metadata's output site), which must not come before ``site`` in the forward pass.
+    """
+    source = model.site(site)
+    parsed = source
+    if sae.cfg.is_transcoder:
+        parsed = model.site(site_out if site_out is not None else sae_site_out(sae))
+        if parsed < source:
+            raise SaescopeError(
+                f"a transcoder from {source.name} to {parsed.name} writes a site the forward "
+                "pass reaches before the one it reads; its output site must come after its input"
+            )
+    _check_width(model, source, sae.cfg.d_in, "d_in")
+    _check_width(model, parsed, sae.cfg.out_dim, "d_out" if sae.cfg.is_transcoder else "d_in")
     sums = {"clean": 0.0, "spliced": 0.0, "kl": 0.0, "zero": 0.0, "mean": 0.0}
     count, warned = 0, False
     for ids in batches:
@@ -98,16 +112,20 @@ def spliced_stats(
         scored = keep[:, :-1] & keep[:, 1:]  # prediction made at a kept position of a kept token
         targets = ids[:, 1:]
         mean = torch.zeros(model.site_dim(parsed))  # the site's mean over this batch, for ablation
-        with (
-            edit_sites(model, [(parsed, partial(_record_mean, keep=keep, out=mean))]),
-            record_prefix(model, parsed) as recording,
-        ):
+        inputs: dict[str, Tensor] = {}  # a transcoder's input site, as the clean forward saw it
+        recorders = [(parsed, partial(_record_mean, keep=keep, out=mean))]
+        if sae.cfg.is_transcoder:
+            recorders.insert(0, (source, partial(_record_input, out=inputs)))
+        with edit_sites(model, recorders), record_prefix(model, parsed) as recording:
             clean = model_logits(model, ids)
         prefix = recording.prefix()
         if prefix is None and not warned:
             log.warning("%s cannot be replayed from %s; running full forwards", model.name, site)
             warned = True
-        variants = {"spliced": _replace_kept(keep, reconstruct_with(sae))}
+        make = reconstruct_with(sae)
+        if sae.cfg.is_transcoder:
+            make = partial(_transcode, make, inputs)
+        variants = {"spliced": _replace_kept(keep, make)}
         if ablations:
             variants["zero"] = _replace_kept(keep, torch.zeros_like)
             variants["mean"] = _replace_kept(keep, partial(_broadcast, mean))
@@ -130,6 +148,23 @@ def spliced_stats(
         sums["zero"] / count if ablations else None,
         sums["mean"] / count if ablations else None,
     )
+
+
+def _check_width(model: LanguageModel, site: Site, width: int, name: str) -> None:
+    if model.site_dim(site) != width:
+        raise SaescopeError(
+            f"SAE expects {name}={width}, {site.name} of {model.name} has width "
+            f"{model.site_dim(site)}; was it trained on another site or model?"
+        )
+
+
+def _record_input(x: Tensor, out: dict[str, Tensor]) -> None:
+    out["x"] = x.detach()
+
+
+def _transcode(make: Callable[[Tensor], Tensor], inputs: dict[str, Tensor], y: Tensor) -> Tensor:
+    """The transcoder's prediction of the output site ``y`` from the recorded input."""
+    return make(inputs["x"]).to(y.device)
 
 
 def _edited_logits(

@@ -35,6 +35,8 @@ class Family:
     """Submodule of a layer whose *input* is the MLP neurons (the down projection)."""
     final_norm: tuple[str, ...]
     """Candidate paths to the final norm applied before the unembedding."""
+    mlp_in: str = "mlp"
+    """Submodule of a layer whose *input* is what the MLP reads (after the pre-MLP norm)."""
     unembed: str = "lm_head"
     """Path to the unembedding (``[vocab, d_model]`` weight)."""
     norm_gain_offset: float = 0.0

@@ -78,7 +78,7 @@ class LanguageModel:
         if site.kind == "resid_post":
             return layer, "output"
         path = getattr(self.family, site.kind)
-        return get_module(layer, path), "input" if site.kind == "mlp_act" else "output"
+        return get_module(layer, path), "input" if site.kind in ("mlp_in", "mlp_act") else "output"
 
     def site_dim(self, name: str | Site) -> int:
         """Width of the activation vector at a site (d_model, or the MLP width for mlp_act)."""

@@ -4,7 +4,7 @@ from saescope.sae.base import SAE, Latents, SAEOutput
 from saescope.sae.config import SAEConfig, SAEMetadata
 from saescope.sae.io import load_sae, save_sae
 from saescope.sae.registry import ARCHITECTURES, register_architecture
-from saescope.sae.site import sae_site
+from saescope.sae.site import sae_site, sae_site_out
 
 
 def build_sae(cfg: SAEConfig, seed: int | None = None) -> SAE:
@@ -30,5 +30,6 @@ __all__ = [
     "load_sae",
     "register_architecture",
     "sae_site",
+    "sae_site_out",
     "save_sae",
 ]

@@ -7,6 +7,12 @@
 
 Weights use SAELens names and orientation: W_enc (d_in, d_sae), W_dec (d_sae, d_in).
 
+A transcoder (``cfg.d_out`` set) reads one site and predicts another (the MLP's input and
+output, say): W_dec is (d_sae, d_out), b_dec (d_out,), b_dec is never subtracted from the
+input, and with ``cfg.skip`` an affine skip W_skip (d_out, d_in) adds ``x @ W_skip.T``:
+
+    y_hat   = latents @ W_dec + b_dec + x @ W_skip.T      (B, d_out)
+
 An architecture is a subclass plus ``register_architecture``: its class attributes
 (``architecture``, ``saelens_name``, ``description``, ``needs_k`` and the training constraints
 below) are its registry entry. How it trains is a ``TrainingRecipe`` registered under the same
@@ -55,7 +61,7 @@ def coo_from_dense(z: Tensor) -> Latents:
 
 class SAEOutput(NamedTuple):
     x_hat: Tensor
-    """(B, d_in) reconstruction."""
+    """(..., d_in) reconstruction; a transcoder's (..., d_out) prediction of its output site."""
     latents: Latents
     """The sparse code that produced it."""
 
@@ -86,23 +92,32 @@ class SAE(nn.Module):
     W_dec: nn.Parameter
     b_enc: nn.Parameter
     b_dec: nn.Parameter
+    W_skip: nn.Parameter
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
         dtype = getattr(torch, cfg.dtype)
-        d, n = cfg.d_in, cfg.d_sae
-        W_dec = torch.randn(n, d, dtype=dtype)
+        d, n, o = cfg.d_in, cfg.d_sae, cfg.out_dim
+        W_dec = torch.randn(n, o, dtype=dtype)
         W_dec /= W_dec.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(W_dec)  # (d_sae, d_in), rows at unit norm
-        # (d_in, d_sae), tied at init. Stored column-major: W_enc.t() is then contiguous, which
-        # the sparse kernels gather rows from, and their (d_sae, d_in) gradients need no transpose.
-        self.W_enc = nn.Parameter(W_dec.clone().t())
+        self.W_dec = nn.Parameter(W_dec)  # (d_sae, d_out), rows at unit norm
+        # (d_in, d_sae), tied at init where the widths agree. Stored column-major: W_enc.t() is
+        # then contiguous, which the sparse kernels gather rows from, and their (d_sae, d_in)
+        # gradients need no transpose.
+        if o == d:
+            W_enc_t = W_dec.clone()
+        else:
+            W_enc_t = torch.randn(n, d, dtype=dtype)
+            W_enc_t /= W_enc_t.norm(dim=1, keepdim=True)
+        self.W_enc = nn.Parameter(W_enc_t.t())
         if self.has_b_enc:
             self.b_enc = nn.Parameter(torch.zeros(n, dtype=dtype))
         # b_dec after b_enc, subclasses' own parameters after b_dec: the optimizer state in
         # checkpoints is keyed by parameter position, so this order is part of the format.
-        self.b_dec = nn.Parameter(torch.zeros(d, dtype=dtype))
+        self.b_dec = nn.Parameter(torch.zeros(o, dtype=dtype))
+        if cfg.skip:
+            self.W_skip = nn.Parameter(torch.zeros(o, d, dtype=dtype))  # (d_out, d_in)
 
     # -- the pieces ------------------------------------------------------------------------------
 
@@ -142,16 +157,26 @@ class SAE(nn.Module):
         return self.encode(x).to_dense().reshape(*x.shape[:-1], self.cfg.d_sae)
 
     def decode(self, latents: Latents) -> Tensor:
-        """Reconstruction (B, d_in) from sparse latents."""
+        """Reconstruction (B, d_out) from sparse latents; a transcoder's skip term is not in it
+        (it needs the input: see ``skip_term`` and ``forward``)."""
         B = latents.shape[0]
         return (
             sparse_decode(latents.rows, latents.indices, latents.values, self.W_dec, B) + self.b_dec
         )
 
+    def skip_term(self, x: Tensor) -> Tensor | None:
+        """``x @ W_skip.T`` (..., d_out) for a transcoder with a skip connection, else None."""
+        if not self.cfg.skip:
+            return None
+        return self.check(x) @ self.W_skip.t()
+
     def forward(self, x: Tensor) -> SAEOutput:
-        """``x`` (..., d_in) -> reconstruction of the same shape and the latents (rows flattened)."""
+        """``x`` (..., d_in) -> the output (..., d_out: d_in for an SAE, which reconstructs
+        ``x``) and the latents (rows flattened)."""
         latents = self.encode(x)
-        return SAEOutput(self.decode(latents).reshape(x.shape), latents)
+        out = self.decode(latents).reshape(*x.shape[:-1], self.cfg.out_dim)
+        skip = self.skip_term(x)
+        return SAEOutput(out if skip is None else out + skip, latents)
 
     # -- weight surgery --------------------------------------------------------------------------
 
@@ -162,6 +187,12 @@ class SAE(nn.Module):
     @torch.no_grad()
     def fold_input_scale_(self, scale: float) -> None:
         """Make an SAE trained on ``x * scale`` work on raw ``x`` with identical latents."""
+        if self.cfg.is_transcoder:
+            raise SaescopeError(
+                "fold_input_scale_ rescales an SAE's input and output together; a transcoder's "
+                "input and output sites have their own scales: fold them into W_enc / W_skip "
+                "and W_dec / b_dec separately"
+            )
         self.W_enc.mul_(scale)
         self.W_dec.div_(scale)
         self.b_dec.div_(scale)

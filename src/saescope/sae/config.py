@@ -30,6 +30,10 @@ class SAEMetadata:
     """TransformerLens spelling, e.g. ``blocks.6.hook_resid_post`` (what SAELens expects)."""
     site: str | None = None
     """saescope spelling, e.g. ``layers.6.resid_post``."""
+    hook_name_out: str | None = None
+    """A transcoder's output site, TransformerLens spelling (SAELens ``hook_name_out``)."""
+    site_out: str | None = None
+    """A transcoder's output site, saescope spelling, e.g. ``layers.6.mlp_out``."""
     context_size: int | None = None
     prepend_bos: bool = True
     exclude_special_tokens: bool = True
@@ -38,7 +42,14 @@ class SAEMetadata:
     """Anything else worth keeping (training tokens, final metrics, ...)."""
 
     def __post_init__(self) -> None:
-        for name in ("model_name", "hook_name", "site", "dataset_path"):
+        for name in (
+            "model_name",
+            "hook_name",
+            "site",
+            "hook_name_out",
+            "site_out",
+            "dataset_path",
+        ):
             _check_optional(f"metadata.{name}", getattr(self, name), str, "a string")
         _check_optional("metadata.context_size", self.context_size, int, "an integer")
         for name in ("prepend_bos", "exclude_special_tokens"):
@@ -63,6 +74,13 @@ class SAEConfig:
     dtype: str = "float32"
     """The weights' torch dtype, one of ``DTYPES``."""
     metadata: SAEMetadata = field(default_factory=SAEMetadata)
+    d_out: int | None = None
+    """Set for a transcoder: the width of its output site (the MLP's output, say), which it
+    predicts from its input site instead of reconstructing the input; None for an SAE, whose
+    output width is ``d_in``. ``W_dec`` is (d_sae, d_out) and ``b_dec`` (d_out,)."""
+    skip: bool = False
+    """A transcoder's affine skip connection ``W_skip`` (d_out, d_in), added as
+    ``x @ W_skip.T`` (SAELens orientation); only with ``d_out``."""
 
     def __post_init__(self) -> None:
         from saescope.sae.registry import ARCHITECTURES
@@ -89,11 +107,36 @@ class SAEConfig:
             )
         if self.d_in < 1 or self.d_sae < 1:
             raise SaescopeError(f"d_in and d_sae must be >= 1, got {self.d_in}, {self.d_sae}")
+        _check_optional("d_out", self.d_out, int, "an integer")
+        if self.d_out is not None and self.d_out < 1:
+            raise SaescopeError(f"d_out must be >= 1, got {self.d_out}")
+        if not isinstance(self.skip, bool):
+            raise SaescopeError(f"skip must be true or false, found {self.skip!r}")
+        if self.skip and self.d_out is None:
+            raise SaescopeError(
+                "skip=True needs d_out: only a transcoder has a skip connection; set d_out to "
+                "the output site's width"
+            )
+        if self.d_out is not None and self.apply_b_dec_to_input:
+            raise SaescopeError(
+                "a transcoder's b_dec lives at its output site, so it cannot be subtracted from "
+                "the input: set apply_b_dec_to_input=False with d_out"
+            )
         needs_k = ARCHITECTURES[self.architecture].needs_k
         if needs_k and not (self.k and 0 < self.k <= self.d_sae):
             raise SaescopeError(
                 f"architecture {self.architecture} needs 0 < k <= d_sae={self.d_sae}, got {self.k}"
             )
+
+    @property
+    def is_transcoder(self) -> bool:
+        """Whether this predicts another site (``d_out`` set) rather than reconstructing."""
+        return self.d_out is not None
+
+    @property
+    def out_dim(self) -> int:
+        """The width of what ``SAE.forward`` returns: ``d_out`` for a transcoder, else d_in."""
+        return self.d_in if self.d_out is None else self.d_out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

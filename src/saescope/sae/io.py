@@ -20,7 +20,12 @@ from saescope._files import write_atomic
 from saescope.errors import SaescopeError
 from saescope.sae.base import SAE
 from saescope.sae.config import SAEConfig, SAEMetadata
-from saescope.sae.registry import ARCHITECTURES, architecture_for_saelens
+from saescope.sae.registry import (
+    ARCHITECTURES,
+    architecture_for_saelens,
+    split_transcoder_name,
+    transcoder_name,
+)
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -32,8 +37,15 @@ def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
     cfg = sae.cfg
     meta = asdict(cfg.metadata)
     extra = meta.pop("extra")
+    if not cfg.is_transcoder:  # SAELens reads hook_name_out as "this is a transcoder"
+        for key in ("hook_name_out", "site_out"):
+            if meta[key] is None:
+                del meta[key]
+    name = (
+        transcoder_name(cfg.architecture, cfg.skip) if cfg.is_transcoder else type(sae).saelens_name
+    )
     out: dict[str, Any] = {
-        "architecture": type(sae).saelens_name,
+        "architecture": name,
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "dtype": cfg.dtype,
@@ -46,6 +58,8 @@ def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
     }
     if cfg.k is not None:
         out["k"] = cfg.k
+    if cfg.d_out is not None:
+        out["d_out"] = cfg.d_out
     out["saescope_architecture"] = cfg.architecture
     return out
 
@@ -86,6 +100,14 @@ def _config_from_dict(data: object) -> SAEConfig:
     arch = data.get("saescope_architecture") or data["architecture"]
     if not isinstance(arch, str):
         raise SaescopeError(f"architecture must be a string, found {arch!r}")
+    # A transcoder is told by its SAELens architecture name (``jumprelu_skip_transcoder``);
+    # saescope_architecture, where present, names the activation alone.
+    saelens = data.get("architecture", arch)
+    transcoder = split_transcoder_name(saelens) if isinstance(saelens, str) else None
+    if transcoder is not None and "d_out" not in data:
+        raise SaescopeError(f"architecture {saelens!r} is a transcoder's but d_out is missing")
+    if transcoder is not None and arch == saelens:
+        arch = transcoder[0]
     if data.get("normalize_activations", "none") not in ("none", None):
         raise SaescopeError(
             f"normalize_activations={data['normalize_activations']!r} is not supported on load; "
@@ -109,9 +131,14 @@ def _config_from_dict(data: object) -> SAEConfig:
         d_sae=data["d_sae"],
         architecture=architecture_for_saelens(arch),
         k=data.get("k"),
-        apply_b_dec_to_input=data.get("apply_b_dec_to_input", True),
+        # SAELens keeps apply_b_dec_to_input's default in a transcoder's cfg.json and ignores it.
+        apply_b_dec_to_input=(
+            False if transcoder is not None else data.get("apply_b_dec_to_input", True)
+        ),
         dtype=dtype.removeprefix("torch.") if isinstance(dtype, str) else dtype,
         metadata=metadata,
+        d_out=data["d_out"] if transcoder is not None else None,
+        skip=transcoder is not None and transcoder[1],
     )
 
 
@@ -138,7 +165,7 @@ def _check_weights(file: Path, weights: dict[str, Tensor], expected: dict[str, T
             raise SaescopeError(
                 f"{file} does not match {CFG}: tensor {name} has shape "
                 f"{tuple(weights[name].shape)}, expected {tuple(want.shape)} for "
-                f"d_in/d_sae in {CFG}"
+                f"d_in/d_sae/d_out in {CFG}"
             )
     for name, tensor in weights.items():
         bad = ~torch.isfinite(tensor)

@@ -1,4 +1,4 @@
-"""The hook site an SAE reads, from its saved metadata."""
+"""The hook sites an SAE reads (and a transcoder writes), from its saved metadata."""
 
 from __future__ import annotations
 
@@ -10,19 +10,32 @@ from saescope.sae.base import SAE
 
 
 def sae_site(sae: SAE, source: str | Path | None = None) -> str:
-    """The site an SAE was trained on, from its metadata (either spelling), as ``layers.i.kind``.
+    """The site an SAE was trained on (a transcoder's input site), from its metadata (either
+    spelling), as ``layers.i.kind``.
 
     ``source``, the SAE's directory where known, is named in the error.
     """
     meta = sae.cfg.metadata
-    name = meta.site or meta.hook_name
+    return _parse(meta.site or meta.hook_name, "site", "hook_name", source)
+
+
+def sae_site_out(sae: SAE, source: str | Path | None = None) -> str:
+    """The site an SAE's output belongs at: a transcoder's output site (``metadata.site_out``
+    or ``hook_name_out``), an SAE's own site (it reconstructs its input)."""
+    if not sae.cfg.is_transcoder:
+        return sae_site(sae, source)
+    meta = sae.cfg.metadata
+    return _parse(meta.site_out or meta.hook_name_out, "site_out", "hook_name_out", source)
+
+
+def _parse(name: str | None, ours: str, saelens: str, source: str | Path | None) -> str:
     where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
     if name is None:
         raise SaescopeError(
-            f"{where}metadata names no site (metadata.site or metadata.hook_name); "
+            f"{where}metadata names no site (metadata.{ours} or metadata.{saelens}); "
             "pass the site explicitly or add it to cfg.json"
         )
     try:
         return Site.parse(name).name
     except SaescopeError as err:
-        raise SaescopeError(f"{where}metadata site {name!r}: {err}") from err
+        raise SaescopeError(f"{where}metadata {ours} {name!r}: {err}") from err
