@@ -15,6 +15,12 @@ Operations (``Edit.op``), on latent or unit i with value v:
     clamp   i := v        scale   i := i * v
     add     i := i + v    ablate  i := 0
 
+A transcoder's latents are read from its input site and the edit is written at its output site
+(z = encode(x_in), and y, y_hat at the output site in place of x, x_hat above):
+
+    y' = y + (z' - z) @ W_dec                 (error term kept)
+    y' = transcoder(x_in) + (z' - z) @ W_dec  (error_term=False: the model runs on it)
+
 Every intervention takes ``Positions`` (which tokens; special tokens excluded by default, see
 ``positions``). ``intervene(model, [...])`` applies any number of them, at any sites, in order.
 """
@@ -33,7 +39,7 @@ from torch import Tensor
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site, edit_sites
 from saescope.models.hooks import SiteFn
-from saescope.sae import SAE, sae_site
+from saescope.sae import SAE, sae_site, sae_site_out
 from saescope.steer.ops import OPS
 from saescope.steer.positions import ALL, Positions, PositionTracker, track_positions
 
@@ -117,15 +123,27 @@ class FeatureIntervention:
     """Keep x - x_hat (exact identity when nothing changes); False: run on the reconstruction.
     With False, give all edits of one SAE in one intervention: each one splices the SAE in."""
     at: str | None = None
-    """The hook site; default: the one in the SAE's metadata."""
+    """The hook site; default: the one in the SAE's metadata. For a transcoder, the site it
+    writes (default: its output site); it reads its input site's value there."""
 
     def site(self, model: LanguageModel) -> Site:
-        site = model.site(self.at if self.at is not None else sae_site(self.sae))
-        width = model.site_dim(site)
-        if width != self.sae.cfg.d_in:
+        sae = self.sae
+        default = sae_site_out(sae) if sae.cfg.is_transcoder else sae_site(sae)
+        site = model.site(self.at if self.at is not None else default)
+        checks = [(site, sae.cfg.out_dim, "d_out" if sae.cfg.is_transcoder else "d_in")]
+        if sae.cfg.is_transcoder:
+            checks.append((self.input_site(model), sae.cfg.d_in, "d_in"))
+        for where, want, name in checks:
+            width = model.site_dim(where)
+            if width != want:
+                raise SaescopeError(
+                    f"SAE expects {name}={want}, {where.name} of {model.name} has width "
+                    f"{width}; was it trained on another site or model?"
+                )
+        if sae.cfg.is_transcoder and site < self.input_site(model):
             raise SaescopeError(
-                f"SAE expects d_in={self.sae.cfg.d_in}, {site.name} of {model.name} has width "
-                f"{width}; was it trained on another site or model?"
+                f"a transcoder cannot write {site.name}, which the forward pass reaches before "
+                f"its input site {self.input_site(model).name}"
             )
         bad = [e.index for e in self.edits if e.index >= self.sae.cfg.d_sae]
         if bad:
@@ -135,25 +153,60 @@ class FeatureIntervention:
             )
         return site
 
-    def site_fn(self, model: LanguageModel, tracker: PositionTracker) -> SiteFn:
+    def input_site(self, model: LanguageModel) -> Site:
+        """Where the latents are read: a transcoder's input site, else the site itself."""
+        if self.sae.cfg.is_transcoder:
+            return model.site(sae_site(self.sae))
+        return self.site(model)
+
+    def hooks(self, model: LanguageModel, tracker: PositionTracker) -> list[tuple[Site, SiteFn]]:
+        """(site, function) pairs to register, in order: for a transcoder a recorder of its
+        input site comes before the edit of its output site."""
+        if not self.sae.cfg.is_transcoder:
+            return [(self.site(model), self.site_fn(model, tracker))]
+        seen: dict[str, Tensor] = {}
+
+        def record(x: Tensor) -> None:
+            seen["x"] = x
+
+        site = self.site(model)
+        return [(self.input_site(model), record), (site, self.site_fn(model, tracker, seen))]
+
+    def site_fn(
+        self, model: LanguageModel, tracker: PositionTracker, seen: dict[str, Tensor] | None = None
+    ) -> SiteFn:
+        """The edit at the site; a transcoder reads its input from ``seen["x"]``, which the
+        recorder of ``hooks`` fills earlier in the same forward pass."""
+
         def fn(x: Tensor) -> Tensor | None:  # (B, T, d)
             keep = tracker.mask(self.positions)  # (B, T)
             if not keep.any():
                 return None
-            rows = x[keep].to(self.sae.W_dec.device, torch.float32)  # (N, d)
+            device = self.sae.W_dec.device
+            rows = x[keep].to(device, torch.float32)  # (N, d)
+            source = None
+            if seen is not None:
+                source = seen["x"][keep.to(seen["x"].device)].to(device, torch.float32)
             out = x.clone()
-            out[keep] = self.edited(rows).to(x.device, x.dtype)
+            out[keep] = self.edited(rows, source).to(x.device, x.dtype)
             return out
 
         return fn
 
     @torch.no_grad()
-    def edited(self, x: Tensor) -> Tensor:
-        """The edited rows (N, d) for rows ``x`` (N, d): the maths in the module docstring."""
+    def edited(self, x: Tensor, source: Tensor | None = None) -> Tensor:
+        """The edited rows (N, d) for rows ``x`` (N, d): the maths in the module docstring.
+        ``source``: a transcoder's input rows (N, d_in) at the same positions."""
         sae = self.sae
+        if sae.cfg.is_transcoder and source is None:
+            raise SaescopeError(
+                "a transcoder's edit needs its input rows: register FeatureIntervention.hooks, "
+                "which record the input site, or pass source="
+            )
+        inputs = x if source is None else source
         latents = None
         if not self.error_term or any(e.op != "add" for e in self.edits):
-            latents = sae.encode(x)
+            latents = sae.encode(inputs)
         features = sorted({e.index for e in self.edits})
         column = {f: j for j, f in enumerate(features)}
         current = x.new_zeros(x.shape[0], len(features))  # (N, F) z_i of the edited latents
@@ -171,7 +224,9 @@ class FeatureIntervention:
         if self.error_term:
             return x + delta
         assert latents is not None
-        return sae.decode(latents) + delta
+        skip = sae.skip_term(inputs)
+        out = sae.decode(latents) + delta
+        return out if skip is None else out + skip
 
 
 @dataclass(frozen=True)
@@ -275,8 +330,13 @@ def intervene(
     """
     with track_positions(model) as tracker:
         tracker.prompt_lengths = prompt_lengths
-        pairs: list[tuple[Site, Callable]] = [
-            (i.site(model), i.site_fn(model, tracker)) for i in interventions
-        ]
+        pairs: list[tuple[Site, Callable]] = []
+        written: list[str] = []
+        for i in interventions:
+            if isinstance(i, FeatureIntervention):  # a transcoder also reads another site
+                pairs.extend(i.hooks(model, tracker))
+            else:
+                pairs.append((i.site(model), i.site_fn(model, tracker)))
+            written.append(pairs[-1][0].name)
         with edit_sites(model, pairs):
-            yield Intervened(tracker, [site.name for site, _ in pairs])
+            yield Intervened(tracker, written)
