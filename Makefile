@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv quickstart test test-oldest lint typecheck check bench clean
+.PHONY: venv venv-peers quickstart test test-oldest lint typecheck check bench clean
 
 $(BIN)/saescope: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -46,8 +46,22 @@ $(OLDEST)/bin/saescope: pyproject.toml
 test-oldest: $(OLDEST)/bin/saescope
 	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider
 
+# The peer libraries, pinned, in a venv of their own: tests/sae/test_peer_formats.py runs its
+# helper script with this python (SAESCOPE_PEER_PYTHON) to write and read their real files.
+PEERS := .venv-peers
+
+$(PEERS)/bin/python-peers:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q --upgrade pip
+	$(PEERS)/bin/pip install -q "torch==2.13.0" || $(PEERS)/bin/pip install -q torch
+	$(PEERS)/bin/pip install -q "sae-lens==6.54.12" "transformer-lens>=2.16.1,<4" \
+		"eai-sparsify==1.3.3" "dictionary-learning==0.1.0"
+	touch $@
+
+venv-peers: $(PEERS)/bin/python-peers
+
 bench: venv
 	$(BIN)/python benchmarks/capture_throughput.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OLDEST) $(PEERS) .mypy_cache .ruff_cache .pytest_cache
