@@ -167,6 +167,14 @@ def ints(text: str) -> list[int]:
         ) from err
 
 
+def add_encoder_arg(p: argparse.ArgumentParser) -> None:
+    """``--encoder SPEC``: code with a pursuit over the SAE's decoder (``saescope.coding``)."""
+    from saescope.coding import SPELLING
+
+    p.add_argument("--encoder", metavar="SPEC", help=f"make codes with {SPELLING}; default: "
+                   "the SAE's own encoder")  # fmt: skip
+
+
 def add_outlier_args(p: argparse.ArgumentParser) -> None:
     """``--outliers`` and ``--outlier-multiple``: the one outlier policy of train, eval and
     index (``saescope.activations.outliers.OutlierPolicy``; read back by ``outlier_policy``)."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saescope.cli.common import add_command, add_data_args, add_outlier_args, outlier_policy
+from saescope.cli.common import (
+    add_command,
+    add_data_args,
+    add_encoder_arg,
+    add_outlier_args,
+    outlier_policy,
+)
 from saescope.models.loading import DEFAULT_MODEL
 
 
@@ -36,6 +42,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         # without the flag each SAE's metadata decides, as it was trained
         exclude_special=False if args.keep_special else None,
         outliers=outlier_policy(args),
+        encoder=args.encoder,
     )
     print(f"metrics: {report.parent / 'metrics.json'}\nreport:  {report}")
 
@@ -62,6 +69,7 @@ def register(sub: Any) -> None:
     p.add_argument("--tokens", type=int, default=65_536, help="reconstruction rows")
     p.add_argument("--loss-tokens", type=int, default=8_192, help="tokens for the spliced loss")
     p.add_argument("--no-ablations", action="store_true", help="skip zero/mean ablation runs")
+    add_encoder_arg(p)
     add_outlier_args(p)  # sets the threshold of "w/o outliers"; all rows are scored too
     add_data_args(
         p,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from saescope.cli.common import (
     add_command,
     add_data_args,
+    add_encoder_arg,
     add_model_args,
     add_outlier_args,
     context_config,
@@ -46,6 +47,7 @@ def cmd_index(args: argparse.Namespace) -> None:
         resume=args.resume,
         overwrite=args.overwrite,
         outliers=outlier_policy(args),
+        encoder=args.encoder,
     )
     size = path.stat().st_size / 2**20
     print(f"index: {path} ({size:.1f} MiB)\nnext:  saescope show --index {path} FEATURE")
@@ -56,7 +58,7 @@ def _source(args: argparse.Namespace, model: Any) -> Any:
     from saescope.interpret.sources import neuron_source, sae_source
 
     if args.sae:
-        return sae_source(args.sae, args.site)
+        return sae_source(args.sae, args.site, args.encoder)
     if args.site:
         return neuron_source(model, args.site)
     raise SaescopeError("give --sae DIR (its features) or --site SITE (raw neurons)")
@@ -342,6 +344,7 @@ def register(sub: Any) -> None:
         "continues with --resume. Without --sae, --site (an mlp_act site) indexes raw neurons.",
     )
     p.add_argument("--sae", help="SAE directory (omit to index the raw neurons of --site)")
+    add_encoder_arg(p)
     p.add_argument("--site", help="site (default: the SAE's own)")
     p.add_argument("--acts", help="activation cache to read instead of running the model")
     p.add_argument("--out", required=True, help="index file to write (e.g. index.db)")
@@ -372,6 +375,7 @@ def register(sub: Any) -> None:
         "contexts say little about what it does on the rest.",
     )
     p.add_argument("--sae", help="SAE directory")
+    add_encoder_arg(p)
     p.add_argument("--site", help="site (default: the SAE's); alone, raw neurons of that site")
     add_prompt_args(p)
     p.add_argument("--index", help="feature index for descriptions")

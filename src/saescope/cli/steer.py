@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from saescope.cli.common import add_command, add_model_args
+from saescope.cli.common import add_command, add_encoder_arg, add_model_args
 from saescope.cli.model import add_prompt_args, check_prompt, check_top
 from saescope.errors import SaescopeError
 from saescope.steer import OPS
@@ -100,7 +100,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
     check_prompt(model, args)
     vectors = _vector_interventions(args, model, where)
     check_top(model, args.top)
-    sae = _load_sae(args.sae, model) if args.sae else None
+    sae = _load_sae(args.sae, model, args.encoder) if args.sae else None
     config = GenerationConfig(
         max_new_tokens=args.max_new,
         samples=args.samples,
@@ -135,10 +135,11 @@ def cmd_steer(args: argparse.Namespace) -> None:
     _render_sweep(rows, args, feature)
 
 
-def _load_sae(path: str, model: Any) -> Any:
+def _load_sae(path: str, model: Any, encoder: str | None = None) -> Any:
+    from saescope.coding import with_encoder
     from saescope.sae import load_sae
 
-    sae = load_sae(path, device=model.device)
+    sae = with_encoder(load_sae(path, device=model.device), encoder)
     trained_on = sae.cfg.metadata.model_name
     if trained_on and trained_on != model.name:
         log.warning("the SAE was trained on %r, the model is %r", trained_on, model.name)
@@ -226,6 +227,7 @@ def register(sub: Any) -> None:
     )
     add_model_args(p)
     p.add_argument("--sae", help="SAE directory (needed for feature edits)")
+    add_encoder_arg(p)
     add_prompt_args(p)
     for op, effect in OPS.items():
         meta = "I" if op == "ablate" else "I=V"

@@ -37,6 +37,7 @@ def evaluate_saes(
     ablations: bool = True,
     exclude_special: bool | None = None,
     outliers: OutlierPolicy = OutlierPolicy(),
+    encoder: str | None = None,
 ) -> Path:
     """Score SAEs and write ``metrics.json`` + ``report.html`` into ``out``.
 
@@ -58,7 +59,11 @@ def evaluate_saes(
 
     A transcoder is scored against its output site's rows (the cache must hold both of its
     sites), its outliers told by its input rows, and spliced in at its output site.
+
+    ``encoder`` (``gp:k=32``, ``topk:k=16``, see ``saescope.coding.parse_encoder``): make every
+    SAE's codes that way over its decoder instead of with its own encoder.
     """
+    from saescope.coding import with_encoder
     from saescope.data import load_corpus, pack_contexts
     from saescope.evaluate.report import write_report
     from saescope.sae import load_sae
@@ -72,7 +77,7 @@ def evaluate_saes(
         )
     if model is not None:
         check_context_size(model, context.context_size)
-    saes = {Path(d).name: (str(d), load_sae(d)) for d in sae_dirs}
+    saes = {Path(d).name: (str(d), with_encoder(load_sae(d), encoder)) for d in sae_dirs}
     for path, sae in saes.values():
         sae_site(sae, path)  # a bad site in cfg.json is refused naming the file, before any work
     cache = open_activations(cache_dir) if cache_dir is not None else None

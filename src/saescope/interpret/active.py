@@ -76,7 +76,9 @@ def check_index(index: FeatureIndex, source: FeatureSource) -> None:
     """Refuse an index built from other features than ``source``'s: its descriptions, densities
     and typical activations would belong to other features."""
     built = index.meta["source"]
-    if built.get("identity") != source.identity or index.n_features != source.n_features:
+    # an --encoder suffix ("+gp:k=32") changes the codes, not the features: same dictionary
+    dictionary = str(built.get("identity")).split("+")[0]
+    if dictionary != source.identity.split("+")[0] or index.n_features != source.n_features:
         raise SaescopeError(
             f"the index {index.path} was built from {built.get('path') or built.get('identity')} "
             f"({index.n_features:,} features, {built.get('identity')}), not from the "

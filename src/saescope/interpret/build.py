@@ -33,6 +33,7 @@ def index_features(
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
     outliers: OutlierPolicy = OutlierPolicy(),
+    encoder: str | None = None,
 ) -> Path:
     """Build the feature index of an SAE (``sae_dir``) or of a site's raw neurons (``site``),
     over a cache (``cache_dir``) or the model run live on ``corpus`` (None: the default corpus).
@@ -56,7 +57,7 @@ def index_features(
     if isinstance(model, str):
         model = load_model(model, dtype=dtype, device=device)
     if sae_dir is not None:
-        source = sae_source(sae_dir, site)
+        source = sae_source(sae_dir, site, encoder)
         check_compatible(str(sae_dir), source.sae, cache, model)  # type: ignore[arg-type]
     elif site is not None:
         source = neuron_source(model, site)

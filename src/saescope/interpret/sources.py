@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from saescope.coding import with_encoder
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
 from saescope.models.families import mlp_down_weight
@@ -75,9 +76,12 @@ class FeatureSource:
         return self.sae.W_dec.detach().float()
 
 
-def sae_source(path: str | Path, site: str | None = None) -> FeatureSource:
-    """The latents of the SAE saved at ``path``; its site from its metadata unless given."""
-    sae = load_sae(path)
+def sae_source(
+    path: str | Path, site: str | None = None, encoder: str | None = None
+) -> FeatureSource:
+    """The latents of the SAE saved at ``path``; its site from its metadata unless given;
+    coded by ``encoder`` (``gp:k=32``, ``saescope.coding``) instead of its encoder if given."""
+    sae = with_encoder(load_sae(path), encoder)
     weights = Path(path) / "sae_weights.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     return FeatureSource(
@@ -86,7 +90,7 @@ def sae_source(path: str | Path, site: str | None = None) -> FeatureSource:
         n_features=sae.cfg.d_sae,
         d_in=sae.cfg.d_in,
         sae=sae.eval(),
-        identity=f"sha256:{digest}",
+        identity=f"sha256:{digest}" + (f"+{encoder}" if encoder else ""),
         path=str(Path(path).resolve()),
     )
 
