@@ -18,6 +18,7 @@ from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
 from saescope.models.families import mlp_down_weight
 from saescope.sae import SAE, Latents, sae_site
+from saescope.sae.formats import source_dir, weights_file
 from saescope.sae.io import load_sae
 
 
@@ -78,7 +79,7 @@ class FeatureSource:
 def sae_source(path: str | Path, site: str | None = None) -> FeatureSource:
     """The latents of the SAE saved at ``path``; its site from its metadata unless given."""
     sae = load_sae(path)
-    weights = Path(path) / "sae_weights.safetensors"
+    weights = weights_file(sae, path)  # the file read, whatever its format
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     return FeatureSource(
         kind="sae",
@@ -87,7 +88,7 @@ def sae_source(path: str | Path, site: str | None = None) -> FeatureSource:
         d_in=sae.cfg.d_in,
         sae=sae.eval(),
         identity=f"sha256:{digest}",
-        path=str(Path(path).resolve()),
+        path=str(source_dir(sae, path)),
     )
 
 
