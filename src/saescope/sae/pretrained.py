@@ -73,7 +73,13 @@ class Release:
 
 
 def _gs2(
-    size: str, kind: str, folder: str, hook: str, layers: tuple[int, ...], widths: tuple[str, ...]
+    size: str,
+    kind: str,
+    folder: str,
+    hook: str,
+    layers: tuple[int, ...],
+    widths: tuple[str, ...],
+    l0: str = _GS2_L0,
 ) -> Release:
     return Release(
         name=f"gemma-scope-2-{size}-pt-{kind}",
@@ -86,7 +92,7 @@ def _gs2(
         files=_GS2_FILES,
         layers=layers,
         widths=widths,
-        l0=_GS2_L0,
+        l0=l0,
         folder_prefix=f"{folder}/",
     )
 
@@ -142,6 +148,7 @@ RELEASES: dict[str, Release] = {
             "model.layers.{L}.output",
             tuple(range(18)),
             ("16k", "262k"),
+            "small ~10-20, big ~60-100",
         ),
         _gs2(
             "270m",
