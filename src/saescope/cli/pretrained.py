@@ -9,7 +9,7 @@ from saescope.cli.common import add_command
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from saescope.cli.render import Table, console
+    from saescope.cli.render import console
     from saescope.errors import SaescopeError
     from saescope.sae.pretrained import RELEASES, releases
 
@@ -19,15 +19,20 @@ def cmd_list(args: argparse.Namespace) -> None:
         raise SaescopeError(
             f"no known release for model {args.model!r}; releases exist for {', '.join(models)}"
         )
-    table = Table(title="pretrained SAE releases (load with --sae RELEASE/SAE_ID)")
-    for column in ("release", "repository", "model", "site", "layers", "widths", "L0", "example id"):
-        table.add_column(column)
-    for r in found:
-        site = f"layers.<L>.{r.site_kind}" if r.site_kind else f"none ({r.hook})"
-        layers = f"{r.layers[0]}-{r.layers[-1]}" if len(r.layers) > 6 else ",".join(map(str, r.layers))
-        table.add_row(r.name, r.repo, r.model, site, layers, ", ".join(r.widths), r.l0, r.example())
     out = console()
-    out.print(table)
+    # One block per release rather than a table: the names are meant to be copied onto the
+    # command line, and eight columns would break them across lines on any terminal.
+    for r in found:
+        site = f"layers.<L>.{r.site_kind}" if r.site_kind else f"none in saescope ({r.hook})"
+        layers = f"{r.layers[0]}-{r.layers[-1]}" if len(r.layers) > 6 else ",".join(map(str, r.layers))
+        out.print(f"[bold]{r.name}[/bold]  ({r.repo}, {r.format})", highlight=False, soft_wrap=True)
+        out.print(
+            f"  model {r.model}, site {site}, layers {layers}, widths {', '.join(r.widths)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print(f"  L0 {r.l0}", highlight=False, soft_wrap=True)
+        out.print(f"  --sae {r.name}/{r.example()}", highlight=False, soft_wrap=True)
     out.print(f"{len(found)} releases; files are read from the Hugging Face cache, else the hub.")
 
 

@@ -69,7 +69,8 @@ class Release:
             return f"layer_{layer}_width_{width}_l0_small"
         if self.format == "gemma_scope":
             return f"layer_{layer}/width_{width}/average_l0_<N>"
-        return f"Llama3_1-8B-Base-L{layer}R-{width}"
+        kind = self.repo.rpartition("-LX")[2][0]  # fnlp/Llama3_1-8B-Base-LX{R|M|A}-{width}
+        return f"Llama3_1-8B-Base-L{layer}{kind}-{width}"
 
 
 def _gs2(
