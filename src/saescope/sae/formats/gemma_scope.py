@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 import torch
@@ -147,9 +148,13 @@ def read_2(path: Path, device: str | torch.device = "cpu") -> SAE:
     return c.build(cfg, weights, file, fmt).to(device)
 
 
-def _keep(meta: SAEMetadata, kept: dict[str, object]) -> SAEMetadata:
-    fields = ("context_size", "prepend_bos", "exclude_special_tokens", "dataset_path")
-    return replace(meta, **{k: kept[k] for k in fields if k in kept})
+def _keep(meta: SAEMetadata, kept: dict[str, Any]) -> SAEMetadata:
+    """``meta`` with what saescope wrote beside it restored (the model's name as spelled, the
+    special-token policy, ...); this read's provenance stays."""
+    names = {f.name for f in fields(SAEMetadata)} - {"extra", "site", "hook_name"}
+    extra = kept.get("extra") if isinstance(kept.get("extra"), dict) else {}
+    restored = {k: kept[k] for k in names if k in kept}
+    return replace(meta, **restored, extra={**extra, **meta.extra})
 
 
 def save_gemma_scope_2(sae: SAE, path: str | Path) -> Path:
@@ -174,8 +179,8 @@ def save_gemma_scope_2(sae: SAE, path: str | Path) -> Path:
         W_enc = sae.W_enc.detach().float().cpu()  # (d_in, d_sae)
         b_dec = sae.b_dec.detach().float().cpu()
         b_enc = sae.b_enc.detach().float().cpu()
-        if sae.cfg.apply_b_dec_to_input:
-            b_enc = b_enc - b_dec @ W_enc
+        if sae.cfg.apply_b_dec_to_input:  # folded in float64: one rounding, not two
+            b_enc = (b_enc.double() - b_dec.double() @ W_enc.double()).float()
         tensors = {
             "w_enc": W_enc,
             "w_dec": sae.W_dec.detach().float().cpu(),
@@ -195,10 +200,8 @@ def save_gemma_scope_2(sae: SAE, path: str | Path) -> Path:
         "type": "sae",
         "saescope_site": site,
         "saescope_metadata": {
-            "context_size": meta.context_size,
-            "prepend_bos": meta.prepend_bos,
-            "exclude_special_tokens": meta.exclude_special_tokens,
-            "dataset_path": meta.dataset_path,
+            **asdict(meta),
+            "extra": {k: v for k, v in meta.extra.items() if k != "provenance"},
         },
     }
     write_atomic(root / CONFIG, json.dumps(config, indent=1).encode())
