@@ -24,7 +24,9 @@ def cmd_list(args: argparse.Namespace) -> None:
     # command line, and eight columns would break them across lines on any terminal.
     for r in found:
         site = f"layers.<L>.{r.site_kind}" if r.site_kind else f"none in saescope ({r.hook})"
-        layers = f"{r.layers[0]}-{r.layers[-1]}" if len(r.layers) > 6 else ",".join(map(str, r.layers))
+        layers = (
+            f"{r.layers[0]}-{r.layers[-1]}" if len(r.layers) > 6 else ",".join(map(str, r.layers))
+        )
         out.print(f"[bold]{r.name}[/bold]  ({r.repo}, {r.format})", highlight=False, soft_wrap=True)
         out.print(
             f"  model {r.model}, site {site}, layers {layers}, widths {', '.join(r.widths)}",

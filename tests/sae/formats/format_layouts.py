@@ -67,9 +67,7 @@ def _write_npz(root: Path, t: T) -> Path:
     return folder
 
 
-GEMMA_SCOPE = Layout(
-    "gemma_scope", _gs_tensors, _write_npz, gs_ref, "params.npz", "W_enc"
-)
+GEMMA_SCOPE = Layout("gemma_scope", _gs_tensors, _write_npz, gs_ref, "params.npz", "W_enc")
 
 
 # -- Gemma Scope 2 (Gemma 3): config.json + params.safetensors, lower-case keys ----------------
@@ -77,7 +75,9 @@ GEMMA_SCOPE = Layout(
 
 def _write_gs2(root: Path, t: T) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    safetensors.torch.save_file({k: v.contiguous() for k, v in t.items()}, root / "params.safetensors")
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in t.items()}, root / "params.safetensors"
+    )
     config = {
         "architecture": "jump_relu",
         "model_name": "gemma-v3-270m-pt",
@@ -125,7 +125,9 @@ def sp_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
 def _write_sparsify(root: Path, t: T) -> Path:
     folder = root / "layers.2"
     folder.mkdir(parents=True, exist_ok=True)
-    safetensors.torch.save_file({k: v.contiguous() for k, v in t.items()}, folder / "sae.safetensors")
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in t.items()}, folder / "sae.safetensors"
+    )
     d = t["b_dec"].shape[0] if t["b_dec"].dim() else 0
     cfg = {
         "activation": "topk",
@@ -219,7 +221,12 @@ def _write_gf(root: Path, t: T) -> Path:
 
 
 GOODFIRE = Layout(
-    "goodfire", _gf_tensors, _write_gf, gf_ref, "Llama-3.1-8B-Instruct-SAE-l1.pth", "encoder_linear.weight"
+    "goodfire",
+    _gf_tensors,
+    _write_gf,
+    gf_ref,
+    "Llama-3.1-8B-Instruct-SAE-l1.pth",
+    "encoder_linear.weight",
 )
 
 
@@ -252,7 +259,12 @@ def _dl_write(cls: str, **trainer: object) -> Callable[[Path, T], Path]:
 
 
 def _dl_ae(d: int, m: int) -> T:
-    return {"bias": rand(d, scale=0.5), "encoder.weight": rand(m, d), "encoder.bias": rand(m, scale=0.1), "decoder.weight": rand(d, m)}
+    return {
+        "bias": rand(d, scale=0.5),
+        "encoder.weight": rand(m, d),
+        "encoder.bias": rand(m, scale=0.1),
+        "decoder.weight": rand(d, m),
+    }
 
 
 def dl_ae_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -280,7 +292,13 @@ def dl_gated_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _dl_jump(d: int, m: int) -> T:
-    return {"W_enc": rand(d, m), "b_enc": rand(m, scale=0.1), "W_dec": rand(m, d), "b_dec": rand(d, scale=0.5), "threshold": torch.rand(m) * 0.2}
+    return {
+        "W_enc": rand(d, m),
+        "b_enc": rand(m, scale=0.1),
+        "W_dec": rand(m, d),
+        "b_dec": rand(d, scale=0.5),
+        "threshold": torch.rand(m) * 0.2,
+    }
 
 
 def dl_jump_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -339,13 +357,53 @@ def dl_matryoshka_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 DICTIONARY_LEARNING = {
-    "AutoEncoder": Layout("dictionary_learning", _dl_ae, _dl_write("AutoEncoder"), dl_ae_ref, "ae.pt", "encoder.weight"),
-    "GatedAutoEncoder": Layout("dictionary_learning", _dl_gated, _dl_write("GatedAutoEncoder"), dl_gated_ref, "ae.pt", "decoder.weight"),
-    "JumpReluAutoEncoder": Layout("dictionary_learning", _dl_jump, _dl_write("JumpReluAutoEncoder"), dl_jump_ref, "ae.pt", "W_enc"),
-    "AutoEncoderTopK": Layout("dictionary_learning", _dl_topk, _dl_write("AutoEncoderTopK", k=DL_K), dl_topk_ref, "ae.pt", "encoder.weight"),
-    "BatchTopKSAE": Layout("dictionary_learning", _dl_batchtopk, _dl_write("BatchTopKSAE", k=DL_K), dl_batchtopk_ref, "ae.pt", "decoder.weight"),
+    "AutoEncoder": Layout(
+        "dictionary_learning",
+        _dl_ae,
+        _dl_write("AutoEncoder"),
+        dl_ae_ref,
+        "ae.pt",
+        "encoder.weight",
+    ),
+    "GatedAutoEncoder": Layout(
+        "dictionary_learning",
+        _dl_gated,
+        _dl_write("GatedAutoEncoder"),
+        dl_gated_ref,
+        "ae.pt",
+        "decoder.weight",
+    ),
+    "JumpReluAutoEncoder": Layout(
+        "dictionary_learning",
+        _dl_jump,
+        _dl_write("JumpReluAutoEncoder"),
+        dl_jump_ref,
+        "ae.pt",
+        "W_enc",
+    ),
+    "AutoEncoderTopK": Layout(
+        "dictionary_learning",
+        _dl_topk,
+        _dl_write("AutoEncoderTopK", k=DL_K),
+        dl_topk_ref,
+        "ae.pt",
+        "encoder.weight",
+    ),
+    "BatchTopKSAE": Layout(
+        "dictionary_learning",
+        _dl_batchtopk,
+        _dl_write("BatchTopKSAE", k=DL_K),
+        dl_batchtopk_ref,
+        "ae.pt",
+        "decoder.weight",
+    ),
     "MatryoshkaBatchTopKSAE": Layout(
-        "dictionary_learning", _dl_matryoshka, _dl_write("MatryoshkaBatchTopKSAE", k=DL_K), dl_matryoshka_ref, "ae.pt", "W_dec"
+        "dictionary_learning",
+        _dl_matryoshka,
+        _dl_write("MatryoshkaBatchTopKSAE", k=DL_K),
+        dl_matryoshka_ref,
+        "ae.pt",
+        "W_dec",
     ),
 }
 
@@ -358,7 +416,9 @@ SL_K = 3
 def _sl_write(arch: str, pre6: bool = False, **extra: object) -> Callable[[Path, T], Path]:
     def write(root: Path, t: T) -> Path:
         root.mkdir(parents=True, exist_ok=True)
-        safetensors.torch.save_file({k: v.contiguous() for k, v in t.items()}, root / "sae_weights.safetensors")
+        safetensors.torch.save_file(
+            {k: v.contiguous() for k, v in t.items()}, root / "sae_weights.safetensors"
+        )
         d, m = len(t["b_dec"]), len(t["b_gate"] if "b_gate" in t else t["b_enc"])
         if pre6:
             cfg = {
@@ -384,7 +444,11 @@ def _sl_write(arch: str, pre6: bool = False, **extra: object) -> Callable[[Path,
                 "apply_b_dec_to_input": True,
                 "normalize_activations": "none",
                 "reshape_activations": "none",
-                "metadata": {"model_name": "gpt2", "hook_name": "blocks.2.hook_resid_post", "sae_lens_version": "6.54.12"},
+                "metadata": {
+                    "model_name": "gpt2",
+                    "hook_name": "blocks.2.hook_resid_post",
+                    "sae_lens_version": "6.54.12",
+                },
                 **extra,
             }
         (root / "cfg.json").write_text(json.dumps(cfg))
@@ -394,7 +458,12 @@ def _sl_write(arch: str, pre6: bool = False, **extra: object) -> Callable[[Path,
 
 
 def _sl_std(d: int, m: int) -> T:
-    return {"W_enc": rand(d, m), "b_enc": rand(m, scale=0.1), "W_dec": rand(m, d), "b_dec": rand(d, scale=0.5)}
+    return {
+        "W_enc": rand(d, m),
+        "b_enc": rand(m, scale=0.1),
+        "W_dec": rand(m, d),
+        "b_dec": rand(d, scale=0.5),
+    }
 
 
 def sl_std_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -420,7 +489,14 @@ def sl_jump_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _sl_gated(d: int, m: int) -> T:
-    return {"W_enc": rand(d, m), "W_dec": rand(m, d), "b_dec": rand(d, scale=0.5), "b_gate": rand(m, scale=0.1), "b_mag": rand(m, scale=0.1), "r_mag": rand(m, scale=0.2)}
+    return {
+        "W_enc": rand(d, m),
+        "W_dec": rand(m, d),
+        "b_dec": rand(d, scale=0.5),
+        "b_gate": rand(m, scale=0.1),
+        "b_mag": rand(m, scale=0.1),
+        "r_mag": rand(m, scale=0.2),
+    }
 
 
 def sl_gated_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -432,12 +508,39 @@ def sl_gated_ref(t: T, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 SAELENS = {
-    "standard": Layout("saelens", _sl_std, _sl_write("standard"), sl_std_ref, "sae_weights.safetensors", "W_enc"),
-    "topk": Layout("saelens", _sl_std, _sl_write("topk", k=SL_K), sl_topk_ref, "sae_weights.safetensors", "W_dec"),
-    "jumprelu": Layout("saelens", _sl_jump, _sl_write("jumprelu"), sl_jump_ref, "sae_weights.safetensors", "W_enc"),
-    "gated": Layout("saelens", _sl_gated, _sl_write("gated"), sl_gated_ref, "sae_weights.safetensors", "W_dec"),
-    "pre6-relu": Layout("saelens", _sl_std, _sl_write("standard", pre6=True), sl_std_ref, "sae_weights.safetensors", "W_enc"),
-    "pre6-topk": Layout("saelens", _sl_std, _sl_write("topk", pre6=True), sl_topk_ref, "sae_weights.safetensors", "W_enc"),
+    "standard": Layout(
+        "saelens", _sl_std, _sl_write("standard"), sl_std_ref, "sae_weights.safetensors", "W_enc"
+    ),
+    "topk": Layout(
+        "saelens",
+        _sl_std,
+        _sl_write("topk", k=SL_K),
+        sl_topk_ref,
+        "sae_weights.safetensors",
+        "W_dec",
+    ),
+    "jumprelu": Layout(
+        "saelens", _sl_jump, _sl_write("jumprelu"), sl_jump_ref, "sae_weights.safetensors", "W_enc"
+    ),
+    "gated": Layout(
+        "saelens", _sl_gated, _sl_write("gated"), sl_gated_ref, "sae_weights.safetensors", "W_dec"
+    ),
+    "pre6-relu": Layout(
+        "saelens",
+        _sl_std,
+        _sl_write("standard", pre6=True),
+        sl_std_ref,
+        "sae_weights.safetensors",
+        "W_enc",
+    ),
+    "pre6-topk": Layout(
+        "saelens",
+        _sl_std,
+        _sl_write("topk", pre6=True),
+        sl_topk_ref,
+        "sae_weights.safetensors",
+        "W_enc",
+    ),
 }
 
 LAYOUTS: dict[str, Layout] = {

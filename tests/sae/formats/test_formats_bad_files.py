@@ -49,7 +49,9 @@ def test_truncated_weights_name_the_file(name: str, tmp_path) -> None:
 def test_wrong_shape_names_the_tensor(name: str, tmp_path) -> None:
     layout = LAYOUTS[name]
     matrix = layout.tensors(6, 10)[layout.matrix]
-    path, weights = _written(layout, tmp_path, **{layout.matrix: torch.randn(matrix.shape[0] + 1, matrix.shape[1])})
+    path, weights = _written(
+        layout, tmp_path, **{layout.matrix: torch.randn(matrix.shape[0] + 1, matrix.shape[1])}
+    )
     with pytest.raises(SaescopeError, match=rf"tensor {layout.matrix} has shape") as err:
         load_sae(path)
     assert str(weights) in str(err.value)
@@ -59,8 +61,12 @@ def test_wrong_shape_names_the_tensor(name: str, tmp_path) -> None:
 def test_wrong_dtype_names_the_tensor(name: str, tmp_path) -> None:
     layout = LAYOUTS[name]
     matrix = layout.tensors(6, 10)[layout.matrix]
-    path, weights = _written(layout, tmp_path, **{layout.matrix: torch.ones(matrix.shape, dtype=torch.int32)})
-    with pytest.raises(SaescopeError, match=rf"{layout.matrix} has dtype torch.int32, expected a float") as err:
+    path, weights = _written(
+        layout, tmp_path, **{layout.matrix: torch.ones(matrix.shape, dtype=torch.int32)}
+    )
+    with pytest.raises(
+        SaescopeError, match=rf"{layout.matrix} has dtype torch.int32, expected a float"
+    ) as err:
         load_sae(path)
     assert str(weights) in str(err.value)
 
@@ -81,7 +87,9 @@ def test_a_pickle_with_code_is_refused_not_executed(name: str, tmp_path) -> None
     path, weights = _written(layout, tmp_path)
     marker = tmp_path / "executed"
     torch.save({"encoder_linear.weight": _Payload(marker)}, weights)
-    with pytest.raises(SaescopeError, match=r"not a plain state dict .*refused, not executed") as err:
+    with pytest.raises(
+        SaescopeError, match=r"not a plain state dict .*refused, not executed"
+    ) as err:
         load_sae(path)
     assert str(weights) in str(err.value) and not marker.exists()
     with weights.open("wb") as f:  # a bare pickle (no torch zip) too
@@ -152,13 +160,23 @@ def test_transcoder_files_are_refused_clearly(tmp_path) -> None:
     ls = LAYOUTS["llama_scope"]
     path, _ = _written(ls, tmp_path / "f")
     hp = json.loads((path / "hyperparams.json").read_text())
-    (path / "hyperparams.json").write_text(json.dumps({**hp, "hook_point_in": "blocks.1.ln2.hook_normalized", "hook_point_out": "blocks.1.hook_mlp_out"}))
+    (path / "hyperparams.json").write_text(
+        json.dumps(
+            {
+                **hp,
+                "hook_point_in": "blocks.1.ln2.hook_normalized",
+                "hook_point_out": "blocks.1.hook_mlp_out",
+            }
+        )
+    )
     with pytest.raises(SaescopeError, match=message):
         load_sae(path)
     sl = LAYOUTS["saelens-jumprelu"]
     path, _ = _written(sl, tmp_path / "g")
     cfg = json.loads((path / "cfg.json").read_text())
-    (path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "jumprelu_skip_transcoder", "d_out": 7}))
+    (path / "cfg.json").write_text(
+        json.dumps({**cfg, "architecture": "jumprelu_skip_transcoder", "d_out": 7})
+    )
     with pytest.raises(SaescopeError, match=message):
         load_sae(path)
 
@@ -175,5 +193,7 @@ def test_unfoldable_normalisation_and_unknown_classes(tmp_path) -> None:
     config = json.loads((path / "config.json").read_text())
     config["trainer"]["dict_class"] = "CrossCoder"
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(SaescopeError, match=r"config.json: read as dictionary_learning .*'CrossCoder'"):
+    with pytest.raises(
+        SaescopeError, match=r"config.json: read as dictionary_learning .*'CrossCoder'"
+    ):
         load_sae(path)

@@ -27,7 +27,9 @@ def _close(a: object, b: object, path: str = "") -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) or (math.isnan(a) and math.isnan(b)), (path, a, b)
+        assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) or (
+            math.isnan(a) and math.isnan(b)
+        ), (path, a, b)
     else:
         assert a == b, (path, a, b)
 
@@ -65,7 +67,9 @@ def test_loaded_back_encodes_identically(trained) -> None:
     # The folded bias computes x W + (b_enc - b_dec W) instead of (x - b_dec) W + b_enc: the
     # same sum in another order, so equal to float32 rounding of the terms, not bit for bit.
     with torch.no_grad():
-        torch.testing.assert_close(back.encode_dense(x), original.encode_dense(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            back.encode_dense(x), original.encode_dense(x), rtol=1e-4, atol=1e-4
+        )
         torch.testing.assert_close(back(x).x_hat, original(x).x_hat, rtol=1e-4, atol=1e-4)
     assert back.cfg.metadata.model_name == original.cfg.metadata.model_name
     assert back.cfg.metadata.site == "layers.1.resid_post"
@@ -98,7 +102,9 @@ def test_index_gives_the_same_features(trained) -> None:
             records[name] = [index.feature(i) for i in range(index.n_features)]
     fired = 0
     for a, b in zip(records["original"], records["gemma-scope-2"], strict=True):
-        assert a.fires == b.fires and math.isclose(a.max_activation, b.max_activation, rel_tol=1e-4, abs_tol=1e-6)
+        assert a.fires == b.fires and math.isclose(
+            a.max_activation, b.max_activation, rel_tol=1e-4, abs_tol=1e-6
+        )
         assert [e.tokens for e in a.top] == [e.tokens for e in b.top]
         assert [t for t, _ in a.promoted] == [t for t, _ in b.promoted]
         assert [v for _, v in a.promoted] == pytest.approx([v for _, v in b.promoted], rel=1e-4)

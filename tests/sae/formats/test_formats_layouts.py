@@ -46,12 +46,12 @@ def test_layout_matches_its_reference_formula(name: str, tmp_path) -> None:
 def test_square_layout_is_not_read_transposed(name: str, tmp_path) -> None:
     """d_in == d_sae: a transposed matrix has the right shape, so only the formula catches it."""
     layout = LAYOUTS[name]
-    _, _, tensors, x, acts = _load_and_compare(layout, tmp_path, d=8, m=8)
+    sae, _, tensors, x, _ = _load_and_compare(layout, tmp_path, d=8, m=8)  # matches the formula
     flipped = {**tensors, layout.matrix: tensors[layout.matrix].T.contiguous()}
-    wrong_acts, wrong_x_hat = layout.ref(flipped, x)
+    _, wrong_x_hat = layout.ref(flipped, x)
     with torch.no_grad():
-        right = layout.ref(tensors, x)
-    assert not torch.allclose(wrong_x_hat, right[1], atol=1e-3)  # the check has power
+        x_hat = sae(x).x_hat
+    assert not torch.allclose(x_hat, wrong_x_hat, atol=1e-3)  # and not the transposed reading
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
@@ -84,7 +84,9 @@ def test_sites_models_and_folded_scale_are_recorded(tmp_path) -> None:
     assert meta.site == "layers.1.resid_post" and meta.extra["input_scale_folded"] > 0
     gf = LAYOUTS["goodfire"]
     meta = load_sae(gf.write(tmp_path / "gf", gf.tensors(6, 10))).cfg.metadata
-    assert meta.site == "layers.1.resid_post" and meta.model_name == "meta-llama/Llama-3.1-8B-Instruct"
+    assert (
+        meta.site == "layers.1.resid_post" and meta.model_name == "meta-llama/Llama-3.1-8B-Instruct"
+    )
     dl = LAYOUTS["dictionary_learning-AutoEncoderTopK"]
     sae = load_sae(dl.write(tmp_path / "dl", dl.tensors(6, 10)))
     assert sae.cfg.architecture == "topk" and sae.cfg.k == 3

@@ -43,8 +43,13 @@ def test_a_name_resolves_through_the_local_cache(tmp_path, monkeypatch) -> None:
 
 
 def test_a_missing_name_says_what_to_download(tmp_path) -> None:
-    with pytest.raises(SaescopeError, match=r"not in the Hugging Face cache; download folder resid_post/layer_9_width_65k_l0_big/ of the Hugging Face repository google/gemma-scope-2-270m-pt"):
-        resolve("gemma-scope-2-270m-pt-res/layer_9_width_65k_l0_big", cache_dir=tmp_path, offline=True)
+    with pytest.raises(
+        SaescopeError,
+        match=r"not in the Hugging Face cache; download folder resid_post/layer_9_width_65k_l0_big/ of the Hugging Face repository google/gemma-scope-2-270m-pt",
+    ):
+        resolve(
+            "gemma-scope-2-270m-pt-res/layer_9_width_65k_l0_big", cache_dir=tmp_path, offline=True
+        )
     with pytest.raises(SaescopeError, match=r"has layers \[5, 9, 12, 15\] .* not layer 6"):
         resolve("gemma-scope-2-270m-pt-res/layer_6_width_16k_l0_small", cache_dir=tmp_path)
     with pytest.raises(SaescopeError, match=r"look like layer_5_width_16k_l0_small"):
@@ -79,9 +84,21 @@ def test_format_option_reaches_the_loader(tmp_path, caplog) -> None:
     """--format names the format; a wrong one is an error naming the file, exit 2."""
     path = GEMMA_SCOPE_2.write(tmp_path / "gs2", GEMMA_SCOPE_2.tensors(6, 10))
     shutil.copy(path / "config.json", path / "cfg.json")  # looks like SAELens too
-    argv = ["eval", "--sae", str(path), "--acts", str(tmp_path / "no-cache"), "--out", str(tmp_path / "r")]
+    argv = [
+        "eval",
+        "--sae",
+        str(path),
+        "--acts",
+        str(tmp_path / "no-cache"),
+        "--out",
+        str(tmp_path / "r"),
+    ]
     assert cli.main([*argv, "--format", "sparsify"]) == 2
-    assert "gs2/cfg.json: read as sparsify" in caplog.text and "d_in must be a number" in caplog.text
-    args = cli.build_parser().parse_args(["index", "--sae", "x", "--format", "gemma_scope_2", "--out", "i.db"])
+    assert (
+        "gs2/cfg.json: read as sparsify" in caplog.text and "d_in must be a number" in caplog.text
+    )
+    args = cli.build_parser().parse_args(
+        ["index", "--sae", "x", "--format", "gemma_scope_2", "--out", "i.db"]
+    )
     cli.apply_sae_format(args)
     assert args.sae == "gemma_scope_2:x"

@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from saescope.sae.base import SAE
 from saescope.sae.config import SAEConfig
@@ -49,6 +48,42 @@ def _site(trainer: dict) -> str | None:
     return None
 
 
+# saescope tensor -> (the file's name, its shape in d = d_in and m = d_sae, stored transposed)
+_Spec = dict[str, tuple[str, str, bool]]
+_LINEAR: _Spec = {  # nn.Linear: encoder.weight (d_sae, d_in), decoder.weight (d_in, d_sae)
+    "W_enc": ("encoder.weight", "md", True),
+    "b_enc": ("encoder.bias", "m", False),
+    "W_dec": ("decoder.weight", "dm", True),
+    "b_dec": ("b_dec", "d", False),
+}
+_NATIVE: _Spec = {  # SAELens orientation: W_enc (d_in, d_sae), W_dec (d_sae, d_in)
+    "W_enc": ("W_enc", "dm", False),
+    "b_enc": ("b_enc", "m", False),
+    "W_dec": ("W_dec", "md", False),
+    "b_dec": ("b_dec", "d", False),
+}
+CLASSES: dict[str, tuple[str, _Spec]] = {
+    "AutoEncoder": ("relu", {**_LINEAR, "b_dec": ("bias", "d", False)}),
+    "GatedAutoEncoder": (
+        "gated",
+        {
+            "W_enc": ("encoder.weight", "md", True),
+            "W_dec": ("decoder.weight", "dm", True),
+            "b_dec": ("decoder_bias", "d", False),
+            "b_gate": ("gate_bias", "m", False),
+            "b_mag": ("mag_bias", "m", False),
+            "r_mag": ("r_mag", "m", False),
+        },
+    ),
+    "JumpReluAutoEncoder": ("jumprelu", {**_NATIVE, "threshold": ("threshold", "m", False)}),
+    "AutoEncoderTopK": ("topk", _LINEAR),
+    "BatchTopKSAE": ("jumprelu", _LINEAR),
+    "MatryoshkaBatchTopKSAE": ("jumprelu", _NATIVE),
+}
+"""Each dict_class: saescope's architecture and where its tensors are."""
+_DIMS = {"d": "(d_in,)", "m": "(d_sae,)", "dm": "(d_in, d_sae)", "md": "(d_sae, d_in)"}
+
+
 def read(path: Path, device: str | torch.device = "cpu") -> SAE:
     config = c.read_json(path / CONFIG, FMT)
     trainer = config.get("trainer")
@@ -57,94 +92,42 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
     d = c.scalar(path / CONFIG, FMT, trainer, "activation_dim", int)
     m = c.scalar(path / CONFIG, FMT, trainer, "dict_size", int)
     cls = trainer.get("dict_class")
-    file = path / AE
-    state = c.read_state_dict(file, FMT)
+    if cls not in CLASSES:
+        raise c.fail(
+            path / CONFIG, FMT, f"dict_class is {cls!r}; expected one of {', '.join(CLASSES)}"
+        )
+    buffer = config.get("buffer")
+    io = buffer.get("io", "out") if isinstance(buffer, dict) else "out"
     # -- transcoders: one place, extended once the transcoder kind exists ----------------------
-    io = (
-        (config.get("buffer") or {}).get("io", "out")
-        if isinstance(config.get("buffer"), dict)
-        else "out"
-    )
     if io in ("in_and_out", "in_to_out"):
         raise c.transcoder(path / CONFIG, FMT, f"buffer.io={io!r}")
+    file = path / AE
+    state = c.read_state_dict(file, FMT)
+    arch, spec = CLASSES[cls]
+    sizes = {"d": d, "m": m}
+    weights = {}
+    for ours, (theirs, dims, transposed) in spec.items():
+        [tensor] = c.need(file, FMT, state, theirs)
+        c.check_shape(file, FMT, theirs, tensor, tuple(sizes[x] for x in dims), _DIMS[dims])
+        weights[ours] = tensor.t() if transposed else tensor
     k = None
-    apply_b_dec = True
-    if cls == "AutoEncoder":
-        arch = "relu"
-        W_enc_t, b_enc, W_dec_t, b_dec = c.need(
-            file, FMT, state, "encoder.weight", "encoder.bias", "decoder.weight", "bias"
-        )
-        weights = _linear(file, d, m, W_enc_t, b_enc, W_dec_t, b_dec)
-    elif cls == "GatedAutoEncoder":
-        arch = "gated"
-        W_enc_t, W_dec_t, b_dec, b_gate, b_mag, r_mag = c.need(
-            file,
-            FMT,
-            state,
-            "encoder.weight",
-            "decoder.weight",
-            "decoder_bias",
-            "gate_bias",
-            "mag_bias",
-            "r_mag",
-        )
-        c.check_shape(file, FMT, "encoder.weight", W_enc_t, (m, d), "(d_sae, d_in)")
-        c.check_shape(file, FMT, "decoder.weight", W_dec_t, (d, m), "(d_in, d_sae)")
-        c.check_shape(file, FMT, "decoder_bias", b_dec, (d,), "(d_in,)")
-        for name, bias in (("gate_bias", b_gate), ("mag_bias", b_mag), ("r_mag", r_mag)):
-            c.check_shape(file, FMT, name, bias, (m,), "(d_sae,)")
-        weights = {
-            "W_enc": W_enc_t.t(),
-            "W_dec": W_dec_t.t(),
-            "b_dec": b_dec,
-            "b_gate": b_gate,
-            "b_mag": b_mag,
-            "r_mag": r_mag,
-        }
-    elif cls == "JumpReluAutoEncoder":
-        arch = "jumprelu"
-        apply_b_dec = bool(trainer.get("apply_b_dec_to_input", False))
-        W_enc, b_enc, W_dec, b_dec, thr = c.need(
-            file, FMT, state, "W_enc", "b_enc", "W_dec", "b_dec", "threshold"
-        )
-        weights = _native(file, d, m, W_enc, b_enc, W_dec, b_dec)
-        c.check_shape(file, FMT, "threshold", thr, (m,), "(d_sae,)")
-        weights["threshold"] = thr
-    elif cls == "AutoEncoderTopK":
-        arch = "topk"
-        W_enc_t, b_enc, W_dec_t, b_dec, kt = c.need(
-            file, FMT, state, "encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k"
-        )
-        weights = _linear(file, d, m, W_enc_t, b_enc, W_dec_t, b_dec)
-        k = int(kt)
-    elif cls in ("BatchTopKSAE", "MatryoshkaBatchTopKSAE"):
-        arch = "jumprelu"
-        if cls == "BatchTopKSAE":
-            W_enc_t, b_enc, W_dec_t, b_dec = c.need(
-                file, FMT, state, "encoder.weight", "encoder.bias", "decoder.weight", "b_dec"
-            )
-            weights = _linear(file, d, m, W_enc_t, b_enc, W_dec_t, b_dec)
-        else:
-            W_enc, b_enc, W_dec, b_dec = c.need(
-                file, FMT, state, "W_enc", "b_enc", "W_dec", "b_dec"
-            )
-            weights = _native(file, d, m, W_enc, b_enc, W_dec, b_dec)
+    if cls == "AutoEncoderTopK":
+        [k_tensor] = c.need(file, FMT, state, "k")
+        k = int(k_tensor)
+    if cls in ("BatchTopKSAE", "MatryoshkaBatchTopKSAE"):
         [thr] = c.need(file, FMT, state, "threshold")
         if thr.numel() != 1 or not thr.is_floating_point():
             raise c.fail(
                 file,
                 FMT,
-                f"threshold has shape {tuple(thr.shape)} dtype {thr.dtype}, expected a float scalar",
+                f"threshold has shape {tuple(thr.shape)}, dtype {thr.dtype}; expected a float scalar",
             )
         # relu(pre) * (relu(pre) > t) == pre * (pre > max(t, 0)): JumpReLU with t everywhere.
         weights["threshold"] = torch.full((m,), float(thr), dtype=weights["W_dec"].dtype)
-    else:
-        raise c.fail(
-            path / CONFIG,
-            FMT,
-            f"dict_class is {cls!r}; expected AutoEncoder, GatedAutoEncoder, JumpReluAutoEncoder, "
-            "AutoEncoderTopK, BatchTopKSAE or MatryoshkaBatchTopKSAE",
-        )
+    # JumpReluAutoEncoder subtracts b_dec only when configured to; the others always do.
+    apply_b_dec = (
+        bool(trainer.get("apply_b_dec_to_input", False)) if cls == "JumpReluAutoEncoder" else True
+    )
     prov = c.provenance(NAME, path, [AE, CONFIG], config)
     cfg = SAEConfig(
         d_in=d,
@@ -156,25 +139,3 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
         metadata=c.metadata(trainer.get("lm_name"), _site(trainer), prov, dict_class=cls),
     )
     return c.build(cfg, weights, file, FMT).to(device)
-
-
-def _linear(
-    file: Path, d: int, m: int, W_enc_t: Tensor, b_enc: Tensor, W_dec_t: Tensor, b_dec: Tensor
-) -> dict[str, Tensor]:
-    """nn.Linear orientation: encoder.weight (d_sae, d_in), decoder.weight (d_in, d_sae)."""
-    c.check_shape(file, FMT, "encoder.weight", W_enc_t, (m, d), "(d_sae, d_in)")
-    c.check_shape(file, FMT, "encoder.bias", b_enc, (m,), "(d_sae,)")
-    c.check_shape(file, FMT, "decoder.weight", W_dec_t, (d, m), "(d_in, d_sae)")
-    c.check_shape(file, FMT, "decoder bias", b_dec, (d,), "(d_in,)")
-    return {"W_enc": W_enc_t.t(), "b_enc": b_enc, "W_dec": W_dec_t.t(), "b_dec": b_dec}
-
-
-def _native(
-    file: Path, d: int, m: int, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor
-) -> dict[str, Tensor]:
-    """SAELens orientation: W_enc (d_in, d_sae), W_dec (d_sae, d_in)."""
-    c.check_shape(file, FMT, "W_enc", W_enc, (d, m), "(d_in, d_sae)")
-    c.check_shape(file, FMT, "b_enc", b_enc, (m,), "(d_sae,)")
-    c.check_shape(file, FMT, "W_dec", W_dec, (m, d), "(d_sae, d_in)")
-    c.check_shape(file, FMT, "b_dec", b_dec, (d,), "(d_in,)")
-    return {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

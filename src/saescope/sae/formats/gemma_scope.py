@@ -130,9 +130,8 @@ def read_2(path: Path, device: str | torch.device = "cpu") -> SAE:
     site = config.get("saescope_site") or c.site_from_hf(hook_in)
     if site is not None:
         site = c.tl_site(site) or c.site_from_hf(hook_in)
-    kept = (
-        config.get("saescope_metadata") if isinstance(config.get("saescope_metadata"), dict) else {}
-    )
+    raw = config.get("saescope_metadata")
+    kept: dict[str, Any] = raw if isinstance(raw, dict) else {}
     prov = c.provenance(NAME_2, path, [PARAMS, CONFIG], config)
     cfg = SAEConfig(
         d_in=d,
@@ -141,6 +140,7 @@ def read_2(path: Path, device: str | torch.device = "cpu") -> SAE:
         apply_b_dec_to_input=False,
         dtype=c.dtype_name(file, fmt, weights["W_enc"]),
         metadata=_keep(
+            path / CONFIG,
             c.metadata(_model_name_2(config.get("model_name")), site, prov, hf_hook_name=hook_in),
             kept,
         ),
@@ -148,13 +148,17 @@ def read_2(path: Path, device: str | torch.device = "cpu") -> SAE:
     return c.build(cfg, weights, file, fmt).to(device)
 
 
-def _keep(meta: SAEMetadata, kept: dict[str, Any]) -> SAEMetadata:
+def _keep(file: Path, meta: SAEMetadata, kept: dict[str, Any]) -> SAEMetadata:
     """``meta`` with what saescope wrote beside it restored (the model's name as spelled, the
     special-token policy, ...); this read's provenance stays."""
     names = {f.name for f in fields(SAEMetadata)} - {"extra", "site", "hook_name"}
-    extra = kept.get("extra") if isinstance(kept.get("extra"), dict) else {}
+    raw = kept.get("extra")
+    extra: dict[str, Any] = raw if isinstance(raw, dict) else {}
     restored = {k: kept[k] for k in names if k in kept}
-    return replace(meta, **restored, extra={**extra, **meta.extra})
+    try:
+        return replace(meta, **restored, extra={**extra, **meta.extra})
+    except SaescopeError as err:
+        raise SaescopeError(f"{file}: saescope_metadata: {err}") from err
 
 
 def save_gemma_scope_2(sae: SAE, path: str | Path) -> Path:
@@ -186,7 +190,7 @@ def save_gemma_scope_2(sae: SAE, path: str | Path) -> Path:
             "w_dec": sae.W_dec.detach().float().cpu(),
             "b_enc": b_enc,
             "b_dec": b_dec,
-            "threshold": sae.threshold.detach().float().cpu(),
+            "threshold": sae.state_dict()["threshold"].float().cpu(),
         }
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)

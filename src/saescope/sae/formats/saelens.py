@@ -114,7 +114,9 @@ def from_pre_6(data: dict[str, Any]) -> dict[str, Any]:
     norm = new.get("normalize_activations")
     if isinstance(norm, bool):  # pre-6 spelling
         new["normalize_activations"] = "expected_average_only_in" if norm else "none"
-    out = {k: new[k] for k in ("d_in", "d_sae", "dtype", "apply_b_dec_to_input", "k") if k in new}
+    out: dict[str, Any] = {
+        k: new[k] for k in ("d_in", "d_sae", "dtype", "apply_b_dec_to_input", "k") if k in new
+    }
     out["architecture"] = arch
     out["normalize_activations"] = new.get("normalize_activations") or "none"
     out["metadata"] = {k: new[k] for k in _METADATA_KEYS if new.get(k) is not None}
