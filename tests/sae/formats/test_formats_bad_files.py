@@ -174,11 +174,10 @@ def test_transcoder_files_are_refused_clearly(tmp_path) -> None:
     sl = LAYOUTS["saelens-jumprelu"]
     path, _ = _written(sl, tmp_path / "g")
     cfg = json.loads((path / "cfg.json").read_text())
-    (path / "cfg.json").write_text(
-        json.dumps({**cfg, "architecture": "jumprelu_skip_transcoder", "d_out": 7})
-    )
-    with pytest.raises(SaescopeError, match=message):
-        load_sae(path)
+    for change in ({"architecture": "jumprelu_skip_transcoder"}, {"d_out": 7}):
+        (path / "cfg.json").write_text(json.dumps({**cfg, **change}))
+        with pytest.raises(SaescopeError, match=message):
+            load_sae(path)
 
 
 def test_unfoldable_normalisation_and_unknown_classes(tmp_path) -> None:

@@ -32,7 +32,13 @@ NAME = "saelens"
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
 SCALER = "activation_scaler.json"
-_TRANSCODER_ARCHS = ("transcoder", "skip_transcoder", "jumprelu_transcoder", "clt")
+_TRANSCODER_ARCHS = (
+    "transcoder",
+    "skip_transcoder",
+    "jumprelu_transcoder",
+    "jumprelu_skip_transcoder",
+    "clt",
+)
 
 
 def detect(path: Path) -> bool:
