@@ -16,7 +16,11 @@ def sae_site(sae: SAE, source: str | Path | None = None) -> str:
     """
     meta = sae.cfg.metadata
     name = meta.site or meta.hook_name
-    where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
+    prov = meta.extra.get("provenance")
+    if isinstance(prov, dict) and prov.get("format") != "saelens":  # read from another format
+        where = f"{prov.get('path')} ({prov.get('format')}): "
+    else:
+        where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
     if name is None:
         raise SaescopeError(
             f"{where}metadata names no site (metadata.site or metadata.hook_name); "

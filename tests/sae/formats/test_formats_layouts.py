@@ -3,12 +3,14 @@ tutorial's or library's formula says (format_layouts.py writes each formula out)
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
-from format_layouts import LAYOUTS, Layout
+from format_layouts import GEMMA_SCOPE_2, LAYOUTS, Layout
 
 from saescope.errors import SaescopeError
-from saescope.sae import load_sae
+from saescope.sae import load_sae, sae_site
 from saescope.sae.formats import FORMATS, detect_format
 from saescope.sae.formats import load_sae as formats_load_sae
 
@@ -87,10 +89,30 @@ def test_sites_models_and_folded_scale_are_recorded(tmp_path) -> None:
     assert (
         meta.site == "layers.1.resid_post" and meta.model_name == "meta-llama/Llama-3.1-8B-Instruct"
     )
+    pre6 = LAYOUTS["saelens-pre6-topk"]
+    sae = load_sae(pre6.write(tmp_path / "pre6", pre6.tensors(6, 10)))
+    assert sae.cfg.architecture == "topk" and sae.cfg.k == 3
+    assert (
+        sae.cfg.metadata.site is None and sae.cfg.metadata.hook_name == "blocks.2.hook_resid_post"
+    )
+    assert sae_site(sae) == "layers.2.resid_post"
     dl = LAYOUTS["dictionary_learning-AutoEncoderTopK"]
     sae = load_sae(dl.write(tmp_path / "dl", dl.tensors(6, 10)))
     assert sae.cfg.architecture == "topk" and sae.cfg.k == 3
     assert sae.cfg.metadata.site == "layers.2.resid_post"
+
+
+def test_an_sae_at_no_saescope_site_says_so(tmp_path) -> None:
+    """Gemma Scope 2 attn_out SAEs read the per-head z before o_proj: loadable, no site."""
+    gs2 = GEMMA_SCOPE_2
+    path = gs2.write(tmp_path / "att", gs2.tensors(6, 10))
+    config = json.loads((path / "config.json").read_text())
+    config["hf_hook_point_in"] = "model.layers.6.self_attn.o_proj.input"
+    (path / "config.json").write_text(json.dumps(config))
+    sae = load_sae(f"gemma_scope_2:{path}")
+    assert sae.cfg.metadata.site is None
+    with pytest.raises(SaescopeError, match=r"att \(gemma_scope_2\): metadata names no site"):
+        sae_site(sae, path)
 
 
 def test_registry_and_unknown_input(tmp_path) -> None:
