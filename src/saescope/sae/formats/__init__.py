@@ -4,7 +4,8 @@
 -> SAE``); detection tries them in order and takes the first that claims the path. Every reader
 checks each tensor's shape against d_in and d_sae (never its name), folds any input
 normalisation into the weights, and records ``metadata.extra['provenance']`` (format, path,
-files, original config). Writers: ``save_sae`` (SAELens v6, saescope's own), ``save_sparsify``,
+files, original config) on every SAE it reads from another tool's files (saescope's own
+directories are the format itself and stay as saved). Writers: ``save_sae`` (SAELens v6, saescope's own), ``save_sparsify``,
 ``save_gemma_scope_2``.
 """
 
