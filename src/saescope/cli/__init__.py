@@ -22,11 +22,12 @@ from saescope.cli import (
     evaluate,
     interpret,
     model,
+    pretrained,
     steer,
     train,
     vector,
 )
-from saescope.cli.common import add_command
+from saescope.cli.common import add_command, add_format_options, apply_sae_format
 from saescope.errors import SaescopeError
 
 log = logging.getLogger("saescope")
@@ -94,11 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (activations, train, evaluate, coding, interpret, model, steer, attribute,
                   vector):  # fmt: skip
         group.register(sub)
+    pretrained.register(sub)
+    add_format_options(parser)  # after every command that takes --sae is registered
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_sae_format(args)
     from rich.logging import RichHandler
 
     quiet_rank = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 speaks for all

@@ -188,3 +188,39 @@ def outlier_policy(args: argparse.Namespace):  # -> OutlierPolicy
     from saescope.activations.outliers import OutlierPolicy
 
     return OutlierPolicy(mode=args.outliers, multiple=args.outlier_multiple)
+
+
+SAE_OPTIONS = ("sae", "narrow", "wide")
+"""The options that name SAEs (``--sae``, families' ``--narrow`` / ``--wide``): each command
+that has one also gets ``--format``."""
+
+
+def add_format_options(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand that takes an SAE a ``--format`` (default: detected)."""
+    from saescope.sae.formats import FORMATS
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                dests = {a.dest for a in sub._actions}
+                if dests & set(SAE_OPTIONS) and "sae_format" not in dests:
+                    sub.add_argument(
+                        "--format",
+                        dest="sae_format",
+                        choices=list(FORMATS),
+                        help="the SAE files' format (default: detected from the files)",
+                    )
+                add_format_options(sub)
+
+
+def apply_sae_format(args: argparse.Namespace) -> None:
+    """Spell each SAE path as ``FORMAT:PATH`` (what ``load_sae`` reads) under ``--format``."""
+    fmt = getattr(args, "sae_format", None)
+    if fmt is None:
+        return
+    for name in SAE_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, f"{fmt}:{value}")
+        elif isinstance(value, list):
+            setattr(args, name, [f"{fmt}:{v}" for v in value])

@@ -19,6 +19,7 @@ from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
 from saescope.models.families import mlp_down_weight
 from saescope.sae import SAE, Latents, sae_site
+from saescope.sae.formats import source_dir, weights_file
 from saescope.sae.io import load_sae
 
 
@@ -82,7 +83,7 @@ def sae_source(
     """The latents of the SAE saved at ``path``; its site from its metadata unless given;
     coded by ``encoder`` (``gp:k=32``, ``saescope.coding``) instead of its encoder if given."""
     sae = with_encoder(load_sae(path), encoder)
-    weights = Path(path) / "sae_weights.safetensors"
+    weights = weights_file(sae, path)  # the file read, whatever its format
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     return FeatureSource(
         kind="sae",
@@ -91,7 +92,7 @@ def sae_source(
         d_in=sae.cfg.d_in,
         sae=sae.eval(),
         identity=f"sha256:{digest}" + (f"+{encoder}" if encoder else ""),
-        path=str(Path(path).resolve()),
+        path=str(source_dir(sae, path)),
     )
 
 

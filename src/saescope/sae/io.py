@@ -1,13 +1,13 @@
-"""Save and load SAEs as SAELens v6 directories: ``cfg.json`` + ``sae_weights.safetensors``.
+"""Save SAEs as SAELens v6 directories: ``cfg.json`` + ``sae_weights.safetensors``; load any format.
 
 ``sparsity.safetensors`` (key ``sparsity``: log10 firing density per latent) is written when the
-densities are known. Loading never unpickles.
+densities are known. Reading lives in ``saescope.sae.formats`` (``saelens.py`` for this layout).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,8 @@ from torch import Tensor
 
 from saescope import __version__
 from saescope._files import write_atomic
-from saescope.errors import SaescopeError
 from saescope.sae.base import SAE
-from saescope.sae.config import SAEConfig, SAEMetadata
-from saescope.sae.registry import (
-    ARCHITECTURES,
-    architecture_for_saelens,
-    split_transcoder_name,
-    transcoder_name,
-)
+from saescope.sae.registry import transcoder_name
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -77,124 +70,18 @@ def save_sae(sae: SAE, path: str | Path, log10_density: Tensor | None = None) ->
     return root
 
 
-def config_from_dict(data: object, source: str | Path = CFG) -> SAEConfig:
-    """The ``SAEConfig`` of a parsed cfg.json; every error starts with ``source`` (the file)."""
-    try:
-        return _config_from_dict(data)
-    except SaescopeError as err:
-        raise SaescopeError(f"{source}: {err}") from err
+def load_sae(
+    path: str | Path, device: str | torch.device = "cpu", format: str | None = None
+) -> SAE:
+    """Read an SAE in any format saescope reads (``saescope.sae.formats.load_sae``; a directory
+    written by ``save_sae`` or SAELens v6 is one of them).
 
-
-def _config_from_dict(data: object) -> SAEConfig:
-    if not isinstance(data, dict):
-        raise SaescopeError(
-            f"expected a JSON object of SAELens v6 keys, found a {type(data).__name__}"
-        )
-    missing = [key for key in ("d_in", "d_sae") if key not in data]
-    if "architecture" not in data and "saescope_architecture" not in data:
-        missing.append("architecture")
-    if missing:
-        raise SaescopeError(
-            f"missing {', '.join(missing)}; expected the keys save_sae or SAELens v6 writes"
-        )
-    arch = data.get("saescope_architecture") or data["architecture"]
-    if not isinstance(arch, str):
-        raise SaescopeError(f"architecture must be a string, found {arch!r}")
-    # A transcoder is told by its SAELens architecture name (``jumprelu_skip_transcoder``);
-    # saescope_architecture, where present, names the activation alone.
-    saelens = data.get("architecture", arch)
-    transcoder = split_transcoder_name(saelens) if isinstance(saelens, str) else None
-    if transcoder is not None and "d_out" not in data:
-        raise SaescopeError(f"architecture {saelens!r} is a transcoder's but d_out is missing")
-    if transcoder is not None and arch == saelens:
-        arch = transcoder[0]
-    if data.get("normalize_activations", "none") not in ("none", None):
-        raise SaescopeError(
-            f"normalize_activations={data['normalize_activations']!r} is not supported on load; "
-            "fold the scale into the weights first"
-        )
-    raw_meta = data.get("metadata") or {}
-    if not isinstance(raw_meta, dict):
-        raise SaescopeError(f"metadata must be a JSON object, found {raw_meta!r}")
-    meta = dict(raw_meta)
-    for key in ("sae_lens_version", "sae_lens_training_version", "saescope_version"):
-        meta.pop(key, None)
-    known = {f.name for f in fields(SAEMetadata)} - {"extra"}
-    metadata = SAEMetadata(
-        **{k: v for k, v in meta.items() if k in known},
-        extra={k: v for k, v in meta.items() if k not in known},
-    )
-    dtype = data.get("dtype", "float32")
-    return SAEConfig(
-        # No int()/bool()/str() coercion: SAEConfig refuses a 640.9 that int() would truncate.
-        d_in=data["d_in"],
-        d_sae=data["d_sae"],
-        architecture=architecture_for_saelens(arch),
-        k=data.get("k"),
-        # SAELens keeps apply_b_dec_to_input's default in a transcoder's cfg.json and ignores it.
-        apply_b_dec_to_input=(
-            False if transcoder is not None else data.get("apply_b_dec_to_input", True)
-        ),
-        dtype=dtype.removeprefix("torch.") if isinstance(dtype, str) else dtype,
-        metadata=metadata,
-        d_out=data["d_out"] if transcoder is not None else None,
-        skip=transcoder is not None and transcoder[1],
-    )
-
-
-def _read_cfg(root: Path) -> object:
-    try:
-        return json.loads((root / CFG).read_text())
-    except FileNotFoundError as err:
-        raise SaescopeError(f"{root} holds no {CFG}: not an SAE directory") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SaescopeError(f"{root / CFG} is unreadable or not JSON ({err})") from err
-
-
-def _check_weights(file: Path, weights: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
-    """Refuse tensors missing, extra, of the wrong shape, or holding NaN/inf."""
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing or extra:
-        raise SaescopeError(
-            f"{file} does not match {CFG}: missing tensors {missing}, unexpected tensors {extra}; "
-            "was it written for another architecture?"
-        )
-    for name, want in expected.items():
-        if weights[name].shape != want.shape:
-            raise SaescopeError(
-                f"{file} does not match {CFG}: tensor {name} has shape "
-                f"{tuple(weights[name].shape)}, expected {tuple(want.shape)} for "
-                f"d_in/d_sae/d_out in {CFG}"
-            )
-    for name, tensor in weights.items():
-        bad = ~torch.isfinite(tensor)
-        if bad.any():
-            first = [int(i) for i in bad.nonzero()[0]]
-            raise SaescopeError(
-                f"{file}: tensor {name} holds {int(bad.sum())} NaN/inf values (first at {first}); "
-                "the training run diverged or the file is damaged: retrain or restore it"
-            )
-
-
-def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SAE:
-    """Read an SAE directory written by ``save_sae`` (or by SAELens v6, same layout).
-
-    Refuses, naming the file: a cfg.json that is not a JSON object of valid fields, and
-    weights that are missing, truncated, of the wrong shapes, or not finite.
+    Refuses, naming the file: a config that is not a JSON object of valid fields, and weights
+    that are missing, truncated, of the wrong shapes or dtype, or not finite.
     """
-    root = Path(path)
-    cfg = config_from_dict(_read_cfg(root), root / CFG)
-    sae = ARCHITECTURES[cfg.architecture](cfg)
-    try:
-        weights = safetensors.torch.load_file(root / WEIGHTS)
-    except FileNotFoundError as err:
-        raise SaescopeError(f"{root} holds no {WEIGHTS}") from err
-    except Exception as err:  # safetensors' own error types
-        raise SaescopeError(f"{root / WEIGHTS} is corrupt or truncated ({err})") from err
-    _check_weights(root / WEIGHTS, weights, sae.state_dict())
-    sae.load_state_dict(weights)
-    return sae.to(device).eval()
+    from saescope.sae.formats import load_sae as load
+
+    return load(path, format=format, device=device)
 
 
 def load_log10_density(path: str | Path) -> Tensor | None:

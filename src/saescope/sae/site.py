@@ -16,7 +16,7 @@ def sae_site(sae: SAE, source: str | Path | None = None) -> str:
     ``source``, the SAE's directory where known, is named in the error.
     """
     meta = sae.cfg.metadata
-    return _parse(meta.site or meta.hook_name, "site", "hook_name", source)
+    return _parse(meta.site or meta.hook_name, "site", "hook_name", sae, source)
 
 
 def sae_site_out(sae: SAE, source: str | Path | None = None) -> str:
@@ -25,11 +25,15 @@ def sae_site_out(sae: SAE, source: str | Path | None = None) -> str:
     if not sae.cfg.is_transcoder:
         return sae_site(sae, source)
     meta = sae.cfg.metadata
-    return _parse(meta.site_out or meta.hook_name_out, "site_out", "hook_name_out", source)
+    return _parse(meta.site_out or meta.hook_name_out, "site_out", "hook_name_out", sae, source)
 
 
-def _parse(name: str | None, ours: str, saelens: str, source: str | Path | None) -> str:
-    where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
+def _parse(name: str | None, ours: str, saelens: str, sae: SAE, source: str | Path | None) -> str:
+    prov = sae.cfg.metadata.extra.get("provenance")
+    if isinstance(prov, dict) and prov.get("format") != "saelens":  # read from another format
+        where = f"{prov.get('path')} ({prov.get('format')}): "
+    else:
+        where = f"{Path(source) / 'cfg.json'}: " if source else "the SAE's cfg.json: "
     if name is None:
         raise SaescopeError(
             f"{where}metadata names no site (metadata.{ours} or metadata.{saelens}); "
