@@ -70,7 +70,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> 
         metavar="S",
         type=_bounded(float, 0, strict=True),
         default=60.0,
-        help="seconds to wait for one endpoint answer",
+        help="seconds an endpoint may take to accept the connection or to send the next part of "
+        "its answer (a timeout is retried like a 5xx)",
     )
     group.add_argument(
         f"--{prefix}llm-retries",

@@ -225,17 +225,21 @@ class LocalBackend:
         mask = enc["attention_mask"].to(hf.device)  # (B, T)
         self._check_length(hf, int(mask.sum(1).max()), sampling.max_tokens)
         stops = _stop_ids(hf, tokenizer)
+        sampled = sampling.temperature > 0
+        # Unset fields are filled from the model's own generation config and then transformers'
+        # defaults (top_k=50): name every one that changes the answer.
         config = GenerationConfig(
             max_new_tokens=sampling.max_tokens,
-            do_sample=sampling.temperature > 0,
-            temperature=sampling.temperature if sampling.temperature > 0 else None,
-            top_k=None,
-            top_p=None,
+            do_sample=sampled,
+            temperature=sampling.temperature if sampled else None,
+            top_k=0 if sampled else None,
+            top_p=1.0 if sampled else None,
+            repetition_penalty=1.0,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=sorted(stops),
         )
         with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(hf.device)):
-            if sampling.temperature > 0:
+            if sampled:
                 torch.manual_seed(sampling.seed)
             out = hf.generate(input_ids=ids, attention_mask=mask, generation_config=config)
         new = out[:, ids.shape[1] :].tolist()  # (B, new tokens), padded after the first stop

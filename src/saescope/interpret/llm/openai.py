@@ -40,7 +40,8 @@ class OpenAIBackend:
     ``Authorization`` header is sent (local servers need none). The key never appears in an error.
     Attempt ``n`` (from 0) that fails transiently waits ``backoff * 2**n`` seconds, capped at
     ``max_backoff``, times a jitter in [0.5, 1) drawn from this backend's own ``random.Random(seed)``;
-    a ``Retry-After`` header replaces that wait (capped at ``max_backoff`` too).
+    a ``Retry-After`` header replaces that wait (capped at ``max_backoff`` too). ``timeout`` is
+    urllib's: the seconds to connect, and then between any two reads of the answer.
     """
 
     def __init__(
