@@ -206,7 +206,7 @@ def parse_explanation(answer: str) -> str | None:
         if len(lines) != 1:
             return None
         text = lines[0]
-    text = text.strip().strip("\"'`*").strip().rstrip(".").strip()
+    text = text.strip(" \t\"'`*").rstrip(".").strip(" \t\"'`*")
     if not text or len(text.split()) > MAX_WORDS:
         return None
     return text
@@ -219,7 +219,7 @@ def peaks_explanation(peaks: list[tuple[str, int]], shown: int = 3) -> str | Non
     """The no-LLM baseline: the tokens the feature's top examples peak on most often."""
     if not peaks:
         return None
-    tokens = [repr(token_text(t)) for t, _ in peaks[:shown]]
+    tokens = [repr(t) for t, _ in peaks[:shown]]
     return ("the token " if len(tokens) == 1 else "the tokens ") + ", ".join(tokens)
 
 
