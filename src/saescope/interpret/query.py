@@ -376,8 +376,8 @@ class FeatureIndex:
         ):
             scores.setdefault(row[0], []).append(ScoreRecord(*row[1:]))
         return [
-            ExplanationRecord(*row, scores=scores.get(row[0], []))
-            for row in self.db.execute(
+            ExplanationRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], scores.get(r[0], []))
+            for r in self.db.execute(
                 "SELECT id, explainer, prompt_version, explanation, source_feature, "
                 "prompt_tokens, completion_tokens FROM explanations WHERE feature = ? ORDER BY id",
                 (feature,),
@@ -482,9 +482,9 @@ class FeatureIndex:
                 offer(f, "peak", is_whole, score, tuple(tokens[i] for i in matched))
             for f, (score, matched) in self._promoted_matches(ids).items():
                 offer(f, "promoted", is_whole, score, tuple(tokens[i] for i in matched))
-        for f, text, score in self._explanation_texts():
+        for f, text, best_score in self._explanation_texts():
             if word in text.lower():
-                offer(f, "explanation", bool(whole_word.search(text)), score or 0.0, (text,))
+                offer(f, "explanation", bool(whole_word.search(text)), best_score or 0.0, (text,))
         for f, (score, is_whole) in self._context_matches(word, whole_word).items():
             offer(f, "context", is_whole, score, ())
         ranked = sorted(best.values(), key=lambda t: (t[0], -t[1], t[2].feature))

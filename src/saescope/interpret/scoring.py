@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from saescope.errors import SaescopeError
 from saescope.interpret import store
 from saescope.interpret.explain import token_text
 from saescope.interpret.llm import ChatBackend, ChatMessage, Sampling
+from saescope.interpret.neurons import Example
 from saescope.interpret.query import FeatureIndex
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ class Item(NamedTuple):
 # -- the maths --------------------------------------------------------------------------------
 
 
-def balanced_accuracy(truth: Sequence[bool], predicted: Sequence[bool]) -> float | None:
+def balanced_accuracy(truth: ArrayLike, predicted: ArrayLike) -> float | None:
     """The mean of the true-positive and true-negative rates; None when either class is absent
     (then it is undefined). Always-yes scores 0.5 however imbalanced the classes."""
     t, p = np.asarray(truth, dtype=bool), np.asarray(predicted, dtype=bool)
@@ -99,7 +101,7 @@ def balanced_accuracy(truth: Sequence[bool], predicted: Sequence[bool]) -> float
     return float(((p & t).sum() / t.sum() + (~p & ~t).sum() / (~t).sum()) / 2)
 
 
-def correlation(truth: Sequence[float], predicted: Sequence[float]) -> float | None:
+def correlation(truth: ArrayLike, predicted: ArrayLike) -> float | None:
     """Pearson correlation; 0 for a constant prediction (it carries no information about where
     the feature fires), None when the truth is constant (nothing to predict)."""
     t, p = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
@@ -164,14 +166,14 @@ def simulation_score(
     with an interval from resampling whole contexts."""
     kept = [(t, p) for t, p in zip(truth, predicted, strict=True) if p is not None]
 
-    def pooled(which: Sequence[int]) -> float | None:
+    def pooled(which: np.ndarray) -> float | None:
         if not len(which):
             return None
         t = np.concatenate([kept[i][0] for i in which])
         p = np.concatenate([kept[i][1] for i in which])
         return correlation(t, p)
 
-    score = pooled(range(len(kept)))
+    score = pooled(np.arange(len(kept)))
     low = high = None
     if score is not None:
         low, high = bootstrap_interval(pooled, len(kept), resamples, np.random.default_rng(seed))
@@ -283,7 +285,7 @@ def held_out_items(index: FeatureIndex, feature: int, cfg: ScoreConfig) -> list[
     for q, e in index.examples(feature, "heldout"):
         by_quantile.setdefault(q or 0, []).append(e)
     queues = [by_quantile[q] for q in sorted(by_quantile, reverse=True)]
-    firing = []
+    firing: list[Example] = []
     while len(firing) < cfg.activating and any(queues):
         for queue in queues:
             if queue and len(firing) < cfg.activating:
