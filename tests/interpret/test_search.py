@@ -77,7 +77,9 @@ def index_path(tmp_path_factory):
     db = sqlite3.connect(out)
     with db:
         db.execute(
-            "INSERT INTO explanations VALUES (?, 'test', 'a cook or a chef', 0.8, NULL, 'now')",
+            "INSERT INTO explanations (feature, explainer, prompt_version, explanation, answer, "
+            "prompt_tokens, completion_tokens, created) "
+            "VALUES (?, 'test', 'v', 'a cook or a chef', '', 0, 0, 'now')",
             (EXPLAINED,),
         )
     db.close()

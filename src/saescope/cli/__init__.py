@@ -20,6 +20,7 @@ from saescope.cli import (
     attribute,
     coding,
     evaluate,
+    explain,
     interpret,
     model,
     pretrained,
@@ -92,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="saescope-walkthrough", help="directory for every output")
     p.add_argument("--prompt", default="The reliability of Wikipedia is very")
-    for group in (activations, train, evaluate, coding, interpret, model, steer, attribute,
-                  vector):  # fmt: skip
+    for group in (activations, train, evaluate, coding, interpret, explain, model, steer,
+                  attribute, vector):  # fmt: skip
         group.register(sub)
     pretrained.register(sub)
     add_format_options(parser)  # after every command that takes --sae is registered

@@ -12,7 +12,15 @@ from rich.panel import Panel
 from rich.text import Text
 
 from saescope.interpret.neurons import Example
-from saescope.interpret.query import DENSE_DENSITY, FeatureIndex, FeatureRecord
+from saescope.interpret.query import (
+    DENSE_DENSITY,
+    ExplanationRecord,
+    FeatureIndex,
+    FeatureRecord,
+    ScoreRecord,
+)
+
+SCORE_METHODS = ("detection", "fuzzing", "simulation")
 
 PIPED_WIDTH = 160
 """Columns when output goes to a file or a pipe and ``COLUMNS`` is unset. rich would assume 80
@@ -76,7 +84,9 @@ def render_feature(out: Console, index: FeatureIndex, r: FeatureRecord, examples
     meta = index.meta
     out.rule(f"[bold]feature {r.feature}[/bold]  ·  {meta['site']}  ·  {meta.get('model')}")
     if r.explanation:
-        out.print(f"[bold]explanation[/bold]: {r.explanation}")
+        out.print(Text.assemble(("explanation", "bold"), f": {r.explanation}"))
+    if r.explanations:
+        out.print(_explanations_rows(r.explanations))
     out.print(
         f"peaks on {r.top_tokens or '–'}\nfires on {r.density:.3%} of {meta['tokens']:,} tokens "
         f"({r.fires:,}), max {r.max_activation:.3g}, mean when firing {r.mean_activation or 0:.3g}"
@@ -114,3 +124,50 @@ def render_feature(out: Console, index: FeatureIndex, r: FeatureRecord, examples
     if r.zeros:
         zeros = [example_text(e, scale, label=False) for e in r.zeros]
         out.print(Panel(Group(*zeros), title="silent on"))
+
+
+def score_cell(score: ScoreRecord | None) -> str:
+    """``0.72 [0.61, 0.83] n=20, 3 unparsed``: a score, its 95% interval and what it rests on."""
+    if score is None:
+        return "–"
+    unparsed = f", {score.n_unparsed} unparsed" if score.n_unparsed else ""
+    if score.score is None:
+        return f"none parsed (n=0{unparsed})"
+    interval = "" if score.ci_low is None else f" [{score.ci_low:.2f}, {score.ci_high:.2f}]"
+    return f"{score.score:.2f}{interval} n={score.n}{unparsed}"
+
+
+def _explanation_cells(e: ExplanationRecord) -> list[list[str | Text]]:
+    """One row per scorer of ``e``: explainer, text, the three scores, scorer."""
+    rows: list[list[str | Text]] = []
+    for scorer in sorted({s.scorer for s in e.scores}) or [""]:
+        mine = {s.method: s for s in e.scores if s.scorer == scorer}
+        text = e.text if e.text is not None else "(answer unparsed)"
+        if e.source_feature is not None:
+            text += f" (of feature {e.source_feature})"
+        scores = [score_cell(mine.get(m)) for m in SCORE_METHODS]
+        rows.append([Text(e.explainer), Text(text), *scores, Text(scorer)])  # data, not markup
+    return rows
+
+
+def _explanations_rows(explanations: list[ExplanationRecord]) -> Table:
+    """The explanations of one feature (the ``show`` panel; no feature column)."""
+    table = Table(title="explanations (scores: 95% bootstrap interval, items)", box=None)
+    for column in ("explainer", "explanation", *SCORE_METHODS, "scorer"):
+        table.add_column(column)
+    for e in explanations:
+        for cells in _explanation_cells(e):
+            table.add_row(*cells)
+    return table
+
+
+def explanations_table(index: FeatureIndex, features: list[int]) -> Table:
+    """Every explanation of ``features`` beside its baselines, with their scores."""
+    table = Table(title="explanations and their scores (95% bootstrap interval, items)")
+    for column in ("feature", "explainer", "explanation", *SCORE_METHODS, "scorer"):
+        table.add_column(column)
+    for f in features:
+        rows = [cells for e in index.explanations(f) for cells in _explanation_cells(e)]
+        for i, cells in enumerate(rows):
+            table.add_row(str(f) if i == 0 else "", *cells, end_section=i == len(rows) - 1)
+    return table

@@ -5,6 +5,14 @@ log10 activation; the ``top`` contexts where it is largest; a uniform reservoir 
 contexts where it fires (grouped by quantile when shown, so a feature is not judged only by its
 extremes); and, from a small shared reservoir of random windows, the ones where it is silent.
 
+For scoring explanations (``saescope.interpret.scoring``) it also keeps a held-out set, drawn
+with its own generator so that the shown examples are the same with or without it: a second
+uniform reservoir of firing contexts (``heldout``; contexts also among a feature's top or sampled
+ones are dropped when the index is written, so the explainer never saw them), and a larger
+shared reservoir of random windows that records which features fire in each, from which the
+writer takes a feature's silent contexts, near misses (windows where a neighbouring feature
+fires) first.
+
 Examples are counted per (feature, context): a context enters a feature's lists at most once, at the
 position of its largest activation there, with the window of tokens around that position and the
 feature's activation on each of them.
@@ -27,6 +35,9 @@ PAD_TOKEN = -2
 """Token id of window slots outside the context."""
 UNKNOWN_TOKEN = -1
 """Token id of positions the activations do not cover (BOS and other excluded tokens)."""
+HELDOUT_OFFERS = 16
+"""Random windows of each batch offered to the held-out pool (the contrast pool takes one): a
+build over a few dozen batches must fill a pool of hundreds."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,18 @@ class CollectConfig:
     """Tokens of each example window after the focus token."""
     zero_pool: int = 64
     """Random windows kept (shared by all features) to draw the non-firing examples from."""
+    heldout: int = 20
+    """Firing contexts per feature kept for scoring explanations, never shown to the explainer."""
+    heldout_zeros: int = 10
+    """Silent contexts per feature kept for scoring, up to half of them near misses (as many
+    as ``ScoreConfig.silent`` uses: on the quickstart SAE 20 made an 8k-token index 92 MB)."""
+    heldout_pool: int = 512
+    """Random windows kept (shared by all features) to draw the held-out silent ones from."""
     seed: int = 0
 
     def __post_init__(self) -> None:
-        least = {"top": 1, "samples": 1, "zeros": 0, "before": 0, "after": 0, "zero_pool": 1}
+        least = {"top": 1, "samples": 1, "zeros": 0, "before": 0, "after": 0, "zero_pool": 1,
+                 "heldout": 0, "heldout_zeros": 0, "heldout_pool": 1}  # fmt: skip
         for name, low in least.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
@@ -55,6 +74,11 @@ class CollectConfig:
             raise SaescopeError(
                 f"index zeros ({self.zeros}) must be at most zero_pool ({self.zero_pool}), the "
                 "windows they are drawn from"
+            )
+        if self.heldout_zeros > self.heldout_pool:
+            raise SaescopeError(
+                f"index heldout_zeros ({self.heldout_zeros}) must be at most heldout_pool "
+                f"({self.heldout_pool}), the windows they are drawn from"
             )
 
     @property
@@ -115,6 +139,10 @@ class FeatureCollector:
         self.pool_context = torch.full((cfg.zero_pool,), -1, dtype=torch.long)
         self.pool_fired = torch.zeros(cfg.zero_pool, features, dtype=torch.bool)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.heldout = Slots(features, cfg.heldout, cfg.window)
+        self.held_pool = Slots(1, cfg.heldout_pool, cfg.window)  # feature axis unused
+        self.held_fired = torch.zeros(cfg.heldout_pool, features, dtype=torch.bool)
+        self.held_generator = torch.Generator().manual_seed(cfg.seed + 1)
 
     # -- the pass ----------------------------------------------------------------------------
 
@@ -141,6 +169,11 @@ class FeatureCollector:
         sample_score = torch.where(ctx_max > 0, u, float("-inf"))
         self._merge(self.sample, sample_score, ctx_max, ctx_pos, batch, lookup)
         self._update_pool(batch, lookup)
+        if self.cfg.heldout:
+            u = torch.rand(B, F, generator=self.held_generator)
+            held_score = torch.where(ctx_max > 0, u, float("-inf"))
+            self._merge(self.heldout, held_score, ctx_max, ctx_pos, batch, lookup)
+        self._update_held_pool(batch, lookup)
 
     def _update_stats(self, values: Tensor, feature: Tensor) -> None:
         # index_add_ rather than bincount: integer bincount is ~50x slower on CPU.
@@ -225,6 +258,25 @@ class FeatureCollector:
         lo, hi = int(p) - self.cfg.before, int(p) + self.cfg.after
         self.pool_fired[slot] = lookup.fired_in(int(c), lo, hi)
 
+    def _update_held_pool(self, batch: Batch, lookup: _ActLookup) -> None:
+        """Offer ``HELDOUT_OFFERS`` random windows of this batch to the held-out pool, recording
+        for each which features fire anywhere in it."""
+        B, T = batch.tokens.shape
+        pool = self.held_pool
+        for _ in range(HELDOUT_OFFERS):
+            u = torch.rand(1, generator=self.held_generator)
+            c = torch.randint(B, (1,), generator=self.held_generator)
+            p = torch.randint(T, (1,), generator=self.held_generator)
+            slot = int(pool.score[0].argmin())
+            if not u > pool.score[0, slot]:
+                continue
+            pool.score[0, slot] = u
+            pool.tokens[0, slot] = self._window(batch, lookup, c, p, None)[0][0]
+            pool.context[0, slot] = batch.contexts[c]
+            pool.position[0, slot] = p
+            lo, hi = int(p) - self.cfg.before, int(p) + self.cfg.after
+            self.held_fired[slot] = lookup.fired_in(int(c), lo, hi)
+
     # -- results -----------------------------------------------------------------------------
 
     def zero_examples(self, feature: int) -> list[int]:
@@ -246,6 +298,10 @@ class FeatureCollector:
             "generator": self.generator.get_state(),
             **self.top.state("top"),
             **self.sample.state("sample"),
+            **self.heldout.state("heldout"),
+            **self.held_pool.state("held_pool"),
+            "held_fired": self.held_fired,
+            "held_generator": self.held_generator.get_state(),
         }
 
     def load_state(self, state: dict[str, Tensor]) -> None:
@@ -257,6 +313,10 @@ class FeatureCollector:
         self.generator.set_state(state["generator"])
         self.top.load("top", state)
         self.sample.load("sample", state)
+        self.heldout.load("heldout", state)
+        self.held_pool.load("held_pool", state)
+        self.held_fired = state["held_fired"]
+        self.held_generator.set_state(state["held_generator"])
 
 
 class _ActLookup:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -88,6 +88,65 @@ def describe_feature(
 
 
 @dataclass(frozen=True)
+class ScoreRecord:
+    """How well one explanation predicted where its feature fires, by one method and scorer."""
+
+    method: str
+    """``detection`` or ``fuzzing`` (balanced accuracy) or ``simulation`` (correlation)."""
+    scorer: str
+    """The scorer model's name."""
+    score: float | None
+    """None when no answer of the scorer could be parsed."""
+    ci_low: float | None
+    ci_high: float | None
+    """The 95% bootstrap interval of ``score``."""
+    n: int
+    """Items scored (contexts; for simulation, contexts whose every token was predicted)."""
+    n_unparsed: int
+    """Answers that could not be parsed: counted here, never scored."""
+
+
+@dataclass(frozen=True)
+class ExplanationRecord:
+    """One explanation of a feature, by a model or a baseline, with its scores."""
+
+    id: int
+    explainer: str
+    """The model that wrote it, or a baseline (``store.EXPLAINER_PEAKS``, or
+    ``store.EXPLAINER_RANDOM`` + ':' + the model whose explanation of ``source_feature`` it is)."""
+    prompt_version: str
+    text: str | None
+    """None when the model's answer could not be parsed."""
+    source_feature: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    scores: list[ScoreRecord] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> bool:
+        return self.explainer.startswith("baseline:")
+
+    def score(self, method: str) -> ScoreRecord | None:
+        """The score by ``method`` (the first scorer's, by name, if several scored it)."""
+        return next((s for s in self.scores if s.method == method), None)
+
+
+def best_explanation(explanations: list[ExplanationRecord]) -> ExplanationRecord | None:
+    """The explanation a feature is described by: among the models' parsed ones (baselines
+    never), the one with the highest score by any method, unscored ones after scored ones and,
+    among those, the newest."""
+    written = [e for e in explanations if e.text and not e.baseline]
+    if not written:
+        return None
+
+    def key(e: ExplanationRecord) -> tuple[float, int]:
+        scores = [s.score for s in e.scores if s.score is not None]
+        return (max(scores) if scores else float("-inf"), e.id)
+
+    return max(written, key=key)
+
+
+@dataclass(frozen=True)
 class FeatureRecord:
     """Everything the index knows about one feature."""
 
@@ -114,6 +173,9 @@ class FeatureRecord:
     neurons: list[tuple[int, float]]
     """(neuron, decoder weight) for SAEs on MLP neurons; empty otherwise."""
     explanation: str | None = None
+    """The text of ``best_explanation(explanations)``."""
+    explanations: list[ExplanationRecord] = field(default_factory=list)
+    """Every explanation of it (models' and baselines'), oldest first, each with its scores."""
 
     @property
     def top_tokens(self) -> str:
@@ -214,6 +276,7 @@ class FeatureIndex:
             k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")
         }
         self.n_features = int(self.meta["features"])
+        self.format = str(self.meta["format"])
         self.histogram_edges = np.asarray(self.meta["histogram_log10_edges"])
 
     def __enter__(self) -> FeatureIndex:
@@ -278,10 +341,8 @@ class FeatureIndex:
             "WHERE feature = ? ORDER BY sign DESC, rank",
             (f,),
         ).fetchall()
-        explanation = self.db.execute(
-            "SELECT explanation FROM explanations WHERE feature = ? ORDER BY score DESC LIMIT 1",
-            (f,),
-        ).fetchone()
+        explanations = self.explanations(f)
+        best = best_explanation(explanations)
         return FeatureRecord(
             feature=f,
             fires=fires,
@@ -297,8 +358,36 @@ class FeatureIndex:
             suppressed=[(t, v) for sign, t, v in logits if sign < 0],
             neighbours=self._pairs("SELECT other, cosine FROM neighbours", f),
             neurons=self._pairs("SELECT neuron, weight FROM neurons", f),
-            explanation=explanation[0] if explanation else None,
+            explanation=best.text if best else None,
+            explanations=explanations,
         )
+
+    def explanations(self, feature: int) -> list[ExplanationRecord]:
+        """Every explanation of ``feature`` with its scores, oldest first (none in an index of
+        an older format, whose explanation table is another)."""
+        if self.format != store.FORMAT:
+            return []
+        scores: dict[int, list[ScoreRecord]] = {}
+        for row in self.db.execute(
+            "SELECT s.explanation, method, scorer, score, ci_low, ci_high, n, n_unparsed "
+            "FROM scores s JOIN explanations e ON e.id = s.explanation WHERE e.feature = ? "
+            "ORDER BY method, scorer",
+            (self.check(feature),),
+        ):
+            scores.setdefault(row[0], []).append(ScoreRecord(*row[1:]))
+        return [
+            ExplanationRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], scores.get(r[0], []))
+            for r in self.db.execute(
+                "SELECT id, explainer, prompt_version, explanation, source_feature, "
+                "prompt_tokens, completion_tokens FROM explanations WHERE feature = ? ORDER BY id",
+                (feature,),
+            )
+        ]
+
+    def examples(self, feature: int, kind: str) -> list[tuple[int | None, Example]]:
+        """(quantile or None, example) of one ``kind`` of stored example, by rank: 'top',
+        'sample', 'zero', or the held-out 'heldout', 'near', 'heldout_zero' (scoring's)."""
+        return self._examples(self.check(feature), kind)
 
     def _pairs(self, select: str, feature: int) -> list[tuple[int, float]]:
         rows = self.db.execute(f"{select} WHERE feature = ? ORDER BY rank", (feature,))
@@ -346,15 +435,12 @@ class FeatureIndex:
         fires; dense features marked."""
         out: dict[int, str] = {}
         for f in features:
-            row = self.db.execute(
-                "SELECT explanation FROM explanations WHERE feature = ? ORDER BY score DESC "
-                "LIMIT 1",
-                (self.check(f),),
-            ).fetchone()
+            best = best_explanation(self.explanations(self.check(f)))
             (density,) = self.db.execute(
                 "SELECT density FROM features WHERE feature = ?", (f,)
             ).fetchone()
-            out[f] = describe_feature(self.peaks(f), self.typical(f), density, row and row[0])
+            text = best.text if best else None
+            out[f] = describe_feature(self.peaks(f), self.typical(f), density, text)
         return out
 
     def search(self, query: str, limit: int = 20) -> list[SearchHit]:
@@ -367,7 +453,7 @@ class FeatureIndex:
         ``score``, how concentrated the feature is on it: for a peak, the share of its top
         examples and of its sampled examples (the mean of the two) that peak on a matching
         token; for a promoted token, the share of its promoted tokens that match; for a context,
-        the same mean share of examples whose text matches; for an explanation, its score (0 if
+        the same mean share of examples whose text matches; for an explanation, its best score (0 if
         unscored). Features that never fired in the index are left out.
         """
         word = query.strip().lower()
@@ -396,11 +482,9 @@ class FeatureIndex:
                 offer(f, "peak", is_whole, score, tuple(tokens[i] for i in matched))
             for f, (score, matched) in self._promoted_matches(ids).items():
                 offer(f, "promoted", is_whole, score, tuple(tokens[i] for i in matched))
-        for f, text, score in self.db.execute(
-            "SELECT feature, explanation, score FROM explanations"
-        ):
+        for f, text, best_score in self._explanation_texts():
             if word in text.lower():
-                offer(f, "explanation", bool(whole_word.search(text)), score or 0.0, (text,))
+                offer(f, "explanation", bool(whole_word.search(text)), best_score or 0.0, (text,))
         for f, (score, is_whole) in self._context_matches(word, whole_word).items():
             offer(f, "context", is_whole, score, ())
         ranked = sorted(best.values(), key=lambda t: (t[0], -t[1], t[2].feature))
@@ -420,6 +504,18 @@ class FeatureIndex:
                 )
             )  # fmt: skip
         return hits
+
+    def _explanation_texts(self) -> list[tuple[int, str, float | None]]:
+        """(feature, text, best score) of every parsed explanation a model wrote (baselines
+        are not the feature's description, so a search does not match them)."""
+        if self.format != store.FORMAT:
+            return []
+        return self.db.execute(
+            "SELECT e.feature, e.explanation, max(s.score) FROM explanations e "
+            "LEFT JOIN scores s ON s.explanation = e.id "
+            "WHERE e.explanation IS NOT NULL AND e.explainer NOT LIKE 'baseline:%' "
+            "GROUP BY e.id"
+        ).fetchall()
 
     def _peak_matches(self, ids: set[int]) -> dict[int, tuple[float, set[int]]]:
         """feature -> (mean share of its top and sampled examples peaking on ``ids``, the ids)."""

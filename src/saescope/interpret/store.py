@@ -20,13 +20,23 @@ Tables (``feature`` is the latent or neuron index everywhere):
   each a window of ``token_ids`` (int32 little-endian, -2 = outside the context, -1 = a position
   the activations exclude such as BOS) and the feature's ``activations`` on them (float16 LE),
   ``focus`` the index of the peak inside the window, and the window as plain ``text``.
+  The held-out set that scores explanations, never shown to an explainer: 'heldout' (uniform
+  among firing contexts that are none of the feature's 'top' or 'sample' ones, with its
+  ``quantile``), 'near' (a window where it is silent but a neighbouring feature fires: a near
+  miss) and 'heldout_zero' (a random window where it is silent).
 - ``tokens(id, text)``: the decoded text of every token id in an example or a logit row (and of
   -1, shown as ``<special>``).
 - ``logits``: the tokens each feature's write direction promotes (``sign`` +1) and suppresses (-1)
   through the final norm and the unembedding.
 - ``neighbours``: the nearest features by decoder cosine. ``neurons``: for SAEs on MLP neurons, the
   neurons each feature draws on.
-- ``explanations``: written later (an explainer model and a score); empty after a build.
+- ``explanations``: written by ``saescope explain``, one per (feature, explainer, prompt
+  version): the explainer is a model's name or a baseline (``EXPLAINER_PEAKS``, and
+  ``EXPLAINER_RANDOM`` + the model whose explanation of ``source_feature`` it borrows);
+  ``explanation`` is NULL when the model's answer (kept in ``answer``) could not be parsed.
+- ``scores``: written by ``saescope score``, one per (explanation, method, scorer): the score
+  (balanced accuracy or correlation; NULL when no answer parsed), its bootstrap interval, the
+  items scored ``n`` and the answers that could not be parsed ``n_unparsed``, tokens used.
 """
 
 from __future__ import annotations
@@ -41,8 +51,15 @@ import numpy as np
 from saescope._files import strict_json
 from saescope.errors import SaescopeError
 
-FORMAT = "saescope.index/2"
-"""Version 2 replaced the ``features.top_tokens`` display string by the ``peaks`` table."""
+FORMAT = "saescope.index/3"
+"""Version 3 added the held-out examples and the ``explanations`` / ``scores`` tables; version 2
+replaced the ``features.top_tokens`` display string by the ``peaks`` table."""
+READABLE = (FORMAT, "saescope.index/2")
+"""Formats this saescope opens; only ``FORMAT`` holds the held-out set and explanations."""
+EXPLAINER_PEAKS = "baseline:peak-tokens"
+"""The explainer name of the no-LLM baseline: the feature's commonest peak tokens."""
+EXPLAINER_RANDOM = "baseline:random-feature"
+"""The explainer name prefix of the baseline that borrows another feature's explanation."""
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +82,8 @@ CREATE TABLE peaks (
 CREATE INDEX peaks_by_token ON peaks (token);
 CREATE TABLE examples (
     feature INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('top', 'sample', 'zero')),
+    kind TEXT NOT NULL
+        CHECK (kind IN ('top', 'sample', 'zero', 'heldout', 'near', 'heldout_zero')),
     rank INTEGER NOT NULL,
     activation REAL NOT NULL,
     quantile INTEGER,
@@ -101,14 +119,33 @@ CREATE TABLE neurons (
     PRIMARY KEY (feature, rank)
 ) WITHOUT ROWID;
 CREATE TABLE explanations (
+    id INTEGER PRIMARY KEY,
     feature INTEGER NOT NULL,
-    method TEXT NOT NULL,
-    explanation TEXT NOT NULL,
-    score REAL,
-    scorer TEXT,
+    explainer TEXT NOT NULL,  -- model name, or a baseline:... name
+    prompt_version TEXT NOT NULL,
+    explanation TEXT,  -- NULL: the answer could not be parsed
+    answer TEXT NOT NULL,  -- the model's answer as generated ('' for the peak-token baseline)
+    source_feature INTEGER,  -- the feature whose explanation a random baseline borrows
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
     created TEXT NOT NULL,
-    PRIMARY KEY (feature, method)
+    UNIQUE (feature, explainer, prompt_version)
 );
+CREATE TABLE scores (
+    explanation INTEGER NOT NULL REFERENCES explanations (id),
+    method TEXT NOT NULL CHECK (method IN ('detection', 'fuzzing', 'simulation')),
+    scorer TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    score REAL,  -- NULL: no item could be scored
+    ci_low REAL,
+    ci_high REAL,
+    n INTEGER NOT NULL,  -- items scored
+    n_unparsed INTEGER NOT NULL,  -- answers that could not be parsed (not scored)
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (explanation, method, scorer)
+) WITHOUT ROWID;
 """
 
 
@@ -156,7 +193,7 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as e:
         db.close()
         raise SaescopeError(f"{path} is not a saescope feature index ({e})") from e
-    if row is None or json.loads(row[0]) != FORMAT:
+    if row is None or json.loads(row[0]) not in READABLE:
         db.close()
         found = json.loads(row[0]) if row else None
         raise SaescopeError(
@@ -164,3 +201,15 @@ def open_db(path: str | Path) -> sqlite3.Connection:
             "with `saescope index ... --overwrite` (the same arguments as the first build)"
         )
     return db
+
+
+def require_current(db: sqlite3.Connection, path: str | Path, command: str) -> None:
+    """Refuse an index of an older readable format for ``command`` (explain, score), which
+    needs the held-out set and the explanation tables only ``FORMAT`` has."""
+    (found,) = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    if json.loads(found) != FORMAT:
+        raise SaescopeError(
+            f"{path} is index format {json.loads(found)!r}, which has no held-out examples or "
+            f"explanation tables; `saescope {command}` needs {FORMAT!r}: rebuild it with "
+            "`saescope index ... --overwrite` (the same arguments as the first build)"
+        )

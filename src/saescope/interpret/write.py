@@ -74,7 +74,8 @@ def write_index(
             store.write_meta(db, _meta(meta, collector))
             _write_examples(db, collector, text)
             _write_features(db, collector)
-            _write_weights(db, source, model)
+            neighbours = _write_weights(db, source, model)
+            _write_heldout(db, collector, text, neighbours)
             _write_tokens(db, text)
         db.execute("VACUUM")
     finally:
@@ -96,9 +97,15 @@ def _meta(meta: dict[str, Any], collector: FeatureCollector) -> dict[str, Any]:
 
 
 def _rows(
-    slots: Slots, kind: str, focus: int, join: Callable[[np.ndarray], str]
+    slots: Slots,
+    kind: str,
+    focus: int,
+    join: Callable[[np.ndarray], str],
+    valid: Tensor | None = None,
 ) -> Iterator[tuple]:
-    valid = slots.score > float("-inf")  # (F, S)
+    """Example rows of the filled slots (those of ``valid`` (F, S) if given)."""
+    filled = slots.score > float("-inf")  # (F, S)
+    valid = filled if valid is None else valid & filled
     tokens, acts = slots.tokens.numpy(), slots.acts.numpy()
     value, context, position = slots.value, slots.context, slots.position
     # Slots are unordered: rank by score (top) or by activation (the sample, then cut into
@@ -176,7 +183,47 @@ def _peak_counts(collector: FeatureCollector) -> Iterator[list[tuple[int, int]]]
         yield sorted(count.items(), key=lambda tc: (-tc[1], -best[tc[0]], tc[0]))
 
 
-def _write_weights(db: Any, source: FeatureSource, model: LanguageModel) -> None:
+def _write_heldout(
+    db: Any, collector: FeatureCollector, text: TokenText, neighbours: Tensor
+) -> None:
+    """The held-out set scoring reads: ``heldout`` firing contexts (by quantile) that are none
+    of the feature's top or sampled ones, then ``near`` and ``heldout_zero`` silent windows of
+    the held-out pool: near misses are windows where one of its ``neighbours`` (F, K) fires,
+    the nearest neighbour's first, up to half of ``cfg.heldout_zeros``; the rest at random."""
+    cfg = collector.cfg
+    focus = cfg.before
+    pool = collector.held_pool
+    join = text.joiner(collector.heldout.tokens, pool.tokens)
+    sql = "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    if cfg.heldout:
+        held = collector.heldout
+        shown = torch.cat([collector.top.context, collector.sample.context], dim=1)  # (F, S)
+        unseen = ~(held.context[:, :, None] == shown[:, None, :]).any(-1)  # (F, H)
+        db.executemany(sql, _rows(held, "heldout", focus, join, unseen))
+    rows = []
+    fired = collector.held_fired  # (P, F)
+    filled = pool.score[0] > float("-inf")  # (P,)
+    K = neighbours.shape[1]
+    for f in range(collector.features):
+        silent = filled & ~fired[:, f]  # (P,)
+        by_neighbour = fired[:, neighbours[f]]  # (P, K): which neighbours fire in each window
+        # the rank of the nearest neighbour firing there, K where none does
+        nearest = torch.where(by_neighbour.any(1), by_neighbour.float().argmax(1), K)
+        near = torch.nonzero(silent & (nearest < K)).flatten()
+        near = near[nearest[near].argsort(stable=True)][: cfg.heldout_zeros // 2]
+        rest = torch.nonzero(silent & (nearest == K)).flatten()[: cfg.heldout_zeros - len(near)]
+        for kind, slots in (("near", near.tolist()), ("heldout_zero", rest.tolist())):
+            for rank, s in enumerate(slots):
+                ids = pool.tokens[0, s].numpy()
+                rows.append(
+                    (f, kind, rank, 0.0, None, int(pool.context[0, s]), int(pool.position[0, s]),
+                     focus, store.int32_blob(ids), store.act_blob(np.zeros(len(ids))), join(ids))
+                )  # fmt: skip
+    db.executemany(sql, rows)
+
+
+def _write_weights(db: Any, source: FeatureSource, model: LanguageModel) -> Tensor:
+    """Logit attribution, neighbours (returned, (F, K) feature ids) and neurons."""
     log.info("logit attribution and neighbours of %s features", f"{source.n_features:,}")
     directions = source.write_directions(model)  # (F, d_model)
     pv, pi, sv, si = logit_attribution(model, directions, LOGIT_K)
@@ -199,6 +246,7 @@ def _write_weights(db: Any, source: FeatureSource, model: LanguageModel) -> None
             "INSERT INTO neurons VALUES (?, ?, ?, ?)",
             [(f, r, int(n[f, r]), float(w[f, r])) for f in range(len(n)) for r in range(n.shape[1])],
         )  # fmt: skip
+    return torch.as_tensor(ids)
 
 
 def _write_tokens(db: Any, text: TokenText) -> None:
