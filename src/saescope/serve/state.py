@@ -121,10 +121,30 @@ def _metrics(path: str | Path | None, sae_dir: Path | None) -> dict[str, Any] | 
                 data = json.loads(p.read_text())
             except (OSError, ValueError) as err:
                 raise SaescopeError(f"cannot read the metrics {p}: {err}") from err
-            return {"file": str(p), **(data if isinstance(data, dict) else {"value": data})}
+            return {"file": str(p), **flat_metrics(data, sae_dir)}
         if path and p == Path(path):
             raise SaescopeError(f"--metrics {path}: no such file")
     return None
+
+
+def flat_metrics(data: Any, sae_dir: Path | None, limit: int = 60) -> dict[str, Any]:
+    """The numbers and strings of a metrics JSON as ``a.b.c`` keys; of an evaluation report
+    (``{"saes": {name: ...}}``) the entry of this SAE (by directory name) or the only one."""
+    saes = data.get("saes") if isinstance(data, dict) else None
+    if isinstance(saes, dict) and saes:
+        name = sae_dir.name if sae_dir is not None else ""
+        data = saes.get(name, next(iter(saes.values())) if len(saes) == 1 else data)
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, int | float | str) and len(out) < limit:
+            out[key or "value"] = value
+
+    walk(data, "")
+    return out
 
 
 def feature_layout(directions: np.ndarray) -> tuple[np.ndarray, str]:
