@@ -62,6 +62,8 @@ def bars_svg(counts: np.ndarray, edges: np.ndarray, xlabel: str, w: int = 420, h
     """A histogram as inline SVG; ``edges`` label the x axis (log10 values shown as 10^x)."""
     if len(counts) == 0 or counts.max() == 0:
         return '<p class="sub">nothing to show</p>'
+    used = np.nonzero(counts)[0]
+    counts, edges = counts[used[0] : used[-1] + 1], edges[used[0] : used[-1] + 2]
     peak = float(counts.max())
     bw = w / len(counts)
     bars = "".join(

@@ -111,12 +111,12 @@ def overview(served: Served, q: TableQuery) -> str:
     if served.metrics:
         items = {k: v for k, v in served.metrics.items() if isinstance(v, int | float | str)}
         metrics = (
-            "<h2>Evaluation</h2><table>"
+            '<h2>Evaluation</h2><div class="metrics"><table>'
             + "".join(
                 f"<tr><th>{esc(k)}</th><td>{esc(f'{v:.4g}' if isinstance(v, float) else str(v))}</td></tr>"
                 for k, v in items.items()
             )
-            + "</table>"
+            + "</table></div>"
         )
     rows = _rows(served, q)
     page = rows[q.page * PAGE_ROWS : (q.page + 1) * PAGE_ROWS]
@@ -224,11 +224,26 @@ def _explanations(r: FeatureRecord) -> str:
     else the best one)."""
     many = getattr(r, "explanations", None)
     if many:
-        rows = "".join(f"<li>{esc(str(e))}</li>" for e in many)
+        rows = "".join(_explanation(e) for e in many)
         return f'<h2>Explanations</h2><ul id="explanations">{rows}</ul>'
     if r.explanation:
         return f'<h2>Explanation</h2><p id="explanations">{esc(r.explanation)}</p>'
     return ""
+
+
+def _explanation(e: object) -> str:
+    """One explanation: its text, and its score and method where it has them."""
+    text = getattr(e, "explanation", e)
+    score, method = getattr(e, "score", None), getattr(e, "method", "")
+    extra = ", ".join(
+        part for part in (esc(str(method)) if method else "",
+                          f"score {score:.2f}" if isinstance(score, int | float) else "") if part
+    )  # fmt: skip
+    return (
+        f"<li>{esc(str(text))}"
+        + (f' <span class="sub">({extra})</span>' if extra else "")
+        + "</li>"
+    )
 
 
 def record_json(served: Served, r: FeatureRecord) -> dict[str, object]:
@@ -350,8 +365,11 @@ const wf = document.getElementById('sweep-form');
 wf.addEventListener('submit', e => {{ e.preventDefault(); const b = saescopeForm(wf);
   b.prompt = sf.elements.prompt.value;
   saescopePost('/api/i/{name}/sweep', b, document.getElementById('sweep-out')); }});
-const first = (sf.elements.edits.value.match(/^\\s*\\w+\\s+(\\d+)/) || [])[1];
-if (first) wf.elements.feature.value = first;
+const first = sf.elements.edits.value.match(/^\\s*\\w+\\s+(\\d+)(?:=([-\\d.e+]+))?/);
+if (first) {{ wf.elements.feature.value = first[1];
+  const v = parseFloat(first[2]);  // the prefilled clamp: sweep 0 .. it
+  if (v > 0) wf.elements.values.value = [0, v / 5, v / 2, v].map(x => +x.toPrecision(3)).join(', ');
+}}
 document.getElementById('find').addEventListener('change', async e => {{
   const r = await fetch('/api/i/{name}/search?q=' + encodeURIComponent(e.target.value));
   const hits = (await r.json()).hits || [];
