@@ -44,6 +44,6 @@ def test_clear_errors_before_serving(built, tmp_path, caplog) -> None:
     argv = ["serve", "--index", str(index), "--sae", str(tmp_path), "--model", "none"]
     assert cli.main(argv) == 2 and "no SAE there" in caplog.text
     argv = ["serve", "--index", f"a={index}", "--index", f"b={index}", "--sae", str(root / "sae")]
-    assert cli.main(argv + ["--model", "none"]) == 2 and "give NAME=" in caplog.text
+    assert cli.main([*argv, "--model", "none"]) == 2 and "give NAME=" in caplog.text
     argv = ["serve", "--index", f"bad/name={index}", "--model", "none"]
     assert cli.main(argv) == 2 and "use letters, digits" in caplog.text
