@@ -21,7 +21,7 @@ textarea { font-family: ui-monospace, monospace; } form label { display: block; 
 #tip { position: fixed; background: #fff; border: 1px solid #888; padding: 2px 6px;
        font-size: 0.85em; pointer-events: none; display: none; }
 .metrics { max-height: 12em; overflow: auto; border: 1px solid #eee; }
-.grid > div { min-width: 0; } .grid > div:first-child { max-width: 44em; }
+.grid > div { min-width: 0; } .grid td { overflow-wrap: anywhere; } .grid > div:first-child { max-width: 38em; }
 .feats a { margin-right: 0.5em; } canvas { image-rendering: pixelated; border: 1px solid #ccc; }
 """
 
