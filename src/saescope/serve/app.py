@@ -16,7 +16,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from saescope.errors import SaescopeError
-from saescope.interpret.query import FeatureIndex
 from saescope.models import LanguageModel
 from saescope.serve import fragments, pages, params, work
 from saescope.serve.assets import CSS, JS
@@ -449,4 +448,4 @@ def open_served(
     return [load_served(n, p, saes.get(n), metrics.get(n)) for n, p in specs]
 
 
-__all__ = ["FeatureIndex", "Server", "create_app", "open_served"]
+__all__ = ["Server", "create_app", "open_served"]

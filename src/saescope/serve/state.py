@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class Served:
     """(F, 2) feature-map coordinates in [0, 1] (None without an SAE)."""
     layout_method: str = ""
     why_no_source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_name(name: str) -> str:
