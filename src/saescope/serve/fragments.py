@@ -100,11 +100,11 @@ def map_svg(served: Served, size: int = 560) -> str:
             f'fill="{colour}" data-f="{s.feature}" data-t="{label}"/>'
         )
     return (
-        f'<svg id="map" width="{size}" height="{size}" style="border:1px solid #ddd;cursor:pointer">'
+        f'<div style="width:{size}px"><svg id="map" width="{size}" height="{size}" style="border:1px solid #ddd;cursor:pointer">'
         + "".join(dots)
         + f'</svg><div id="tip"></div><script>saescopeMap(document.getElementById("map"), '
         f'"/i/{served.name}")</script><p class="sub">{esc(served.layout_method)} of the unit '
-        "decoder directions; colour: density (blue rare, red common, grey never fired)</p>"
+        "decoder directions; colour: density (blue rare, red common, grey never fired)</p></div>"
     )
 
 
