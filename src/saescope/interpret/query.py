@@ -242,6 +242,16 @@ class Firing(NamedTuple):
     at that context's peak): its typical strength where it is on; NaN where none was sampled."""
 
 
+class FeatureStats(NamedTuple):
+    """One feature's row of ``FeatureIndex.table``."""
+
+    feature: int
+    fires: int
+    density: float
+    mean_activation: float | None
+    max_activation: float
+
+
 SHOWN_PEAKS = 3
 """Peak tokens in a feature's short description (top and typical parts each)."""
 
@@ -269,9 +279,9 @@ def _focus_token(blob: bytes, focus: int) -> int:
 class FeatureIndex:
     """An index file opened for reading: ``FeatureIndex("index.db").feature(6605)``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.db = store.open_db(self.path)
+        self.db = store.open_db(self.path, read_only=read_only)
         self.meta: dict[str, Any] = {
             k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")
         }
@@ -392,6 +402,15 @@ class FeatureIndex:
     def _pairs(self, select: str, feature: int) -> list[tuple[int, float]]:
         rows = self.db.execute(f"{select} WHERE feature = ? ORDER BY rank", (feature,))
         return [(int(a), float(b)) for a, b in rows]
+
+    def table(self) -> list[FeatureStats]:
+        """Every feature's counts and activations in one read, by feature (for a sortable
+        table of all features; ``feature`` reads the rest of one)."""
+        rows = self.db.execute(
+            "SELECT feature, fires, density, mean_activation, max_activation FROM features "
+            "ORDER BY feature"
+        )
+        return [FeatureStats(int(f), int(n), float(d), m, float(x)) for f, n, d, m, x in rows]
 
     def firing(self) -> Firing:
         """Every feature's density, mean activation when firing and median sampled peak."""

@@ -176,8 +176,10 @@ def act_blob(values: np.ndarray) -> bytes:
     return np.clip(values, -limit, limit).astype(ACT_DTYPE).tobytes()
 
 
-def open_db(path: str | Path) -> sqlite3.Connection:
-    """Open an existing index read-write, checking that it is one and of a format we read."""
+def open_db(path: str | Path, read_only: bool = False) -> sqlite3.Connection:
+    """Open an existing index (read-write, or ``read_only``: SQLite refuses every write, so a
+    server killed mid-request cannot damage it), checking that it is one and of a format we
+    read."""
     path = Path(path)
     if not path.is_file():
         partial = path.with_name(path.name + ".partial")
@@ -187,7 +189,13 @@ def open_db(path: str | Path) -> sqlite3.Connection:
             else "; build one with `saescope index`"
         )
         raise SaescopeError(f"no feature index at {path}{hint}")
-    db = sqlite3.connect(path)
+    db = (
+        # Read-only connections may be used from another thread than the one that opened them
+        # (a web server opens at start and serves from its event loop): no writes can race.
+        sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        if read_only
+        else sqlite3.connect(path)
+    )
     try:
         row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
     except sqlite3.DatabaseError as e:
