@@ -35,9 +35,9 @@ from saescope.toy.superposition import ToyConfig
 from saescope.toy.synthetic import SyntheticConfig, SyntheticData
 
 TOY = ToyConfig(n_features=20, d_hidden=5, importance_decay=0.7, steps=3_000)
-TOY_SAE = BenchConfig(d_sae=40, l0=1, steps=800, penalty_scales=(0.5, 1.0, 2.0), eval_rows=8_192)
+TOY_SAE = BenchConfig(d_sae=40, l0=1, steps=600, penalty_scales=(0.5, 1.0, 2.0), eval_rows=8_192)
 DATA = SyntheticConfig(d=32, n_free=128, l0=4.0, n_parents=8, children_per_parent=3)
-BENCH = BenchConfig(d_sae=256, l0=5, steps=1_500, batch_size=512, penalty_scales=(0.5, 1.0, 2.0))
+BENCH = BenchConfig(d_sae=256, l0=5, steps=1_200, batch_size=512, penalty_scales=(0.5, 1.0, 2.0))
 
 
 def main() -> None:
