@@ -26,6 +26,7 @@ from saescope.cli import (
     pretrained,
     serve,
     steer,
+    toy,
     train,
     vector,
 )
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="saescope-walkthrough", help="directory for every output")
     p.add_argument("--prompt", default="The reliability of Wikipedia is very")
     for group in (activations, train, evaluate, coding, interpret, explain, model, steer,
-                  attribute, vector, serve):  # fmt: skip
+                  attribute, vector, serve, toy):  # fmt: skip
         group.register(sub)
     pretrained.register(sub)
     add_format_options(parser)  # after every command that takes --sae is registered

@@ -1,0 +1,1 @@
+"""Toy models of superposition and synthetic ground-truth data for SAE benchmarks."""
