@@ -19,6 +19,7 @@ from saescope.cli import (
     activations,
     attribute,
     evaluate,
+    export,
     interpret,
     model,
     steer,
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="saescope-walkthrough", help="directory for every output")
     p.add_argument("--prompt", default="The reliability of Wikipedia is very")
-    for group in (activations, train, evaluate, interpret, model, steer, attribute, vector):
+    for group in (activations, train, evaluate, interpret, model, steer, attribute, vector, export):
         group.register(sub)
     return parser
 
