@@ -254,6 +254,7 @@ def export_neuronpedia(
             "source": index.meta.get("source"),
             "site": index.meta["site"],
             "hook_name": Site.parse(index.meta["site"]).tl_name,
+            "site_out": index.meta.get("site_out", index.meta["site"]),  # a transcoder's output
             "model": index.meta["model"],
             "model_id": cfg.model_id or str(index.meta["model"]),
             "sae_set": cfg.source_id or default_source_id(index),
