@@ -21,6 +21,7 @@ from saescope.cli import (
     coding,
     evaluate,
     explain,
+    export,
     interpret,
     model,
     pretrained,
@@ -95,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="saescope-walkthrough", help="directory for every output")
     p.add_argument("--prompt", default="The reliability of Wikipedia is very")
-    for group in (activations, train, evaluate, coding, interpret, explain, model, steer,
-                  attribute, vector, serve, toy):  # fmt: skip
+    for group in (activations, train, evaluate, coding, interpret, explain, export, model,
+                  steer, attribute, vector, serve, toy):  # fmt: skip
         group.register(sub)
     pretrained.register(sub)
     add_format_options(parser)  # after every command that takes --sae is registered

@@ -178,10 +178,15 @@ def _with_outliers(
 
 
 def check_compatible(
-    name: str, sae: SAE, cache: ActivationCache | None, model: LanguageModel | None
+    name: str,
+    sae: SAE,
+    cache: ActivationCache | None,
+    model: LanguageModel | None,
+    output_cached: bool = True,
 ) -> None:
     """Refuse an SAE (``name`` in messages) trained on another model or site width than the
-    cache's or the model's, before any computation."""
+    cache's or the model's, before any computation. ``output_cached=False``: a transcoder's
+    output site is checked against the model only (the index reads its input site alone)."""
     site = sae_site(sae)
     model_name = sae.cfg.metadata.model_name
     if cache is not None and model_name and model_name != cache.manifest.model:
@@ -193,7 +198,7 @@ def check_compatible(
     if sae.cfg.is_transcoder:
         widths.append(("d_out", sae_site_out(sae), sae.cfg.out_dim))
     for what, at, width in widths:
-        if cache is not None and cache.d(at) != width:
+        if cache is not None and (output_cached or at == site) and cache.d(at) != width:
             raise SaescopeError(
                 f"SAE {name} has {what}={width}, the cache's {at} has d={cache.d(at)}"
             )

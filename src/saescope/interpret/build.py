@@ -58,7 +58,8 @@ def index_features(
         model = load_model(model, dtype=dtype, device=device)
     if sae_dir is not None:
         source = sae_source(sae_dir, site, encoder)
-        check_compatible(str(sae_dir), source.sae, cache, model)  # type: ignore[arg-type]
+        # a transcoder's output site need not be cached: the index encodes its input only
+        check_compatible(str(sae_dir), source.sae, cache, model, output_cached=False)  # type: ignore[arg-type]
     elif site is not None:
         source = neuron_source(model, site)
     else:

@@ -95,6 +95,7 @@ def _build(
         "format": FORMAT,
         "source": {"kind": source.kind, "identity": source.identity, "path": source.path},
         "site": source.site,
+        **({"site_out": source.site_out} if source.site_out != source.site else {}),
         "collect": asdict(cfg),
         "tokens_requested": tokens,
     }

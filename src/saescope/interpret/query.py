@@ -288,6 +288,7 @@ class FeatureIndex:
         self.n_features = int(self.meta["features"])
         self.format = str(self.meta["format"])
         self.histogram_edges = np.asarray(self.meta["histogram_log10_edges"])
+        self._texts: dict[int, str] = {}
 
     def __enter__(self) -> FeatureIndex:
         return self
@@ -312,8 +313,12 @@ class FeatureIndex:
         return feature
 
     def _token(self, token: int) -> str:
-        row = self.db.execute("SELECT text FROM tokens WHERE id = ?", (token,)).fetchone()
-        return row[0] if row else f"<{token}>"
+        # Cached: an export reads every feature's windows, ~30 examples x 26 tokens each.
+        text = self._texts.get(token)
+        if text is None:
+            row = self.db.execute("SELECT text FROM tokens WHERE id = ?", (token,)).fetchone()
+            text = self._texts[token] = row[0] if row else f"<{token}>"
+        return text
 
     def _examples(self, feature: int, kind: str) -> list[tuple[int | None, Example]]:
         rows = self.db.execute(

@@ -18,7 +18,7 @@ from saescope.coding import with_encoder
 from saescope.errors import SaescopeError
 from saescope.models import LanguageModel, Site
 from saescope.models.families import mlp_down_weight
-from saescope.sae import SAE, Latents, sae_site
+from saescope.sae import SAE, Latents, sae_site, sae_site_out
 from saescope.sae.formats import source_dir, weights_file
 from saescope.sae.io import load_sae
 
@@ -38,6 +38,12 @@ class FeatureSource:
     """A checksum of the SAE's weights (or the site name for neurons): what the index was built
     from, checked when a build resumes."""
     path: str = ""
+    site_out: str = ""
+    """Where the features write: a transcoder's output site (its decoder rows live there);
+    ``site`` for an SAE or neurons ("" is read as ``site``)."""
+
+    def __post_init__(self) -> None:
+        self.site_out = self.site_out or self.site
 
     @torch.inference_mode()
     def encode(self, x: Tensor) -> Latents:
@@ -61,9 +67,10 @@ class FeatureSource:
         """(n_features, d_model): what one unit of each feature adds to the residual stream.
 
         SAE decoder rows at a residual or block-output site are residual directions already; at an
-        ``mlp_act`` site (SAE rows or raw neurons) they go through the MLP's down projection.
+        ``mlp_act`` site (SAE rows or raw neurons) they go through the MLP's down projection. A
+        transcoder's rows are read at its output site (``site_out``), not the one it encodes.
         """
-        site = Site.parse(self.site)
+        site = Site.parse(self.site_out)
         rows = self.sae.W_dec.detach().float() if self.sae is not None else torch.eye(self.d_in)
         if site.kind != "mlp_act":
             return rows
@@ -88,6 +95,7 @@ def sae_source(
     return FeatureSource(
         kind="sae",
         site=Site.parse(site).name if site else sae_site(sae),
+        site_out=sae_site_out(sae) if sae.cfg.is_transcoder else "",
         n_features=sae.cfg.d_sae,
         d_in=sae.cfg.d_in,
         sae=sae.eval(),

@@ -240,7 +240,7 @@ def _write_weights(db: Any, source: FeatureSource, model: LanguageModel) -> Tens
         "INSERT INTO neighbours VALUES (?, ?, ?, ?)",
         [(f, r, int(ids[f, r]), float(cos[f, r])) for f in range(len(ids)) for r in range(ids.shape[1])],
     )  # fmt: skip
-    if source.sae is not None and Site.parse(source.site).kind == "mlp_act":
+    if source.sae is not None and Site.parse(source.site_out).kind == "mlp_act":
         w, n = top_neurons_of(source.decoder_rows(), NEURONS_K)
         db.executemany(
             "INSERT INTO neurons VALUES (?, ?, ?, ?)",
