@@ -37,6 +37,8 @@ def evaluate_saes(
     ablations: bool = True,
     exclude_special: bool | None = None,
     outliers: OutlierPolicy = OutlierPolicy(),
+    absorption: bool = False,
+    probing: bool = False,
 ) -> Path:
     """Score SAEs and write ``metrics.json`` + ``report.html`` into ``out``.
 
@@ -55,6 +57,9 @@ def evaluate_saes(
     that are not ``outliers`` (``without_outliers``: norm at most its multiple of the median,
     the cache's first-shard median or, live, the first batch's); the policy's mode does not
     change what is scored.
+
+    ``absorption`` and ``probing`` (both need ``model``) add the first-letter absorption
+    (``evaluate.absorption``) and k-sparse probing on the default corpus (``evaluate.probing``).
     """
     from saescope.data import load_corpus, pack_contexts
     from saescope.evaluate.report import write_report
@@ -104,7 +109,10 @@ def evaluate_saes(
             clean = [c for c in (rule.excluding().apply(x) for x in rows) if len(c)]
         batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
         result = evaluate(sae, rows, model, batches, name, path, ablations, exclude_special)
-        results.append(_with_outliers(result, sae, clean, rule))
+        result = _with_outliers(result, sae, clean, rule)
+        if absorption or probing:
+            result = _with_probes(result, sae, model, site, absorption, probing)
+        results.append(result)
     info = {
         "cache": str(cache_dir) if cache_dir else None,
         "model": model.name if model is not None else None,
@@ -114,6 +122,24 @@ def evaluate_saes(
     Path(out).mkdir(parents=True, exist_ok=True)
     with exclusive(Path(out), "the report directory"):
         return write_report(results, out, info)
+
+
+def _with_probes(
+    result: EvalResult,
+    sae: SAE,
+    model: LanguageModel | None,
+    site: str,
+    absorption: bool,
+    probing: bool,
+) -> EvalResult:
+    from saescope.evaluate import absorption as absorb
+    from saescope.evaluate import probing as probe
+
+    if model is None:
+        raise SaescopeError("absorption and probing run text through the model: give --model")
+    letters = absorb.absorption(sae, absorb.letter_data(model, site)) if absorption else None
+    tasks = probe.sparse_probing(sae, probe.corpus_tasks(model, site)) if probing else None
+    return replace(result, absorption=letters, probing=tasks)
 
 
 def _with_outliers(

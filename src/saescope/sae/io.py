@@ -46,6 +46,8 @@ def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
     }
     if cfg.k is not None:
         out["k"] = cfg.k
+    if cfg.matryoshka_widths is not None:  # SAELens's JumpReLU config ignores the key
+        out["matryoshka_widths"] = list(cfg.matryoshka_widths)
     out["saescope_architecture"] = cfg.architecture
     return out
 
@@ -103,12 +105,14 @@ def _config_from_dict(data: object) -> SAEConfig:
         extra={k: v for k, v in meta.items() if k not in known},
     )
     dtype = data.get("dtype", "float32")
+    widths = data.get("matryoshka_widths")
     return SAEConfig(
         # No int()/bool()/str() coercion: SAEConfig refuses a 640.9 that int() would truncate.
         d_in=data["d_in"],
         d_sae=data["d_sae"],
         architecture=architecture_for_saelens(arch),
         k=data.get("k"),
+        matryoshka_widths=tuple(widths) if isinstance(widths, list) else widths,
         apply_b_dec_to_input=data.get("apply_b_dec_to_input", True),
         dtype=dtype.removeprefix("torch.") if isinstance(dtype, str) else dtype,
         metadata=metadata,
