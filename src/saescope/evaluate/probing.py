@@ -123,7 +123,7 @@ def _split(n: int, generator: torch.Generator, test_fraction: float = 0.3) -> Te
 
 
 def corpus_tasks(
-    model: Any, site: str, documents: int = 200, tokens: int = 64, seed: int = 0
+    model: Any, site: str, documents: int = 100, tokens: int = 64, seed: int = 0
 ) -> list[ProbeTask]:
     """The ``source`` and ``quote`` tasks from the default corpus at ``site`` of ``model``
     (a ``LanguageModel``): ``documents`` of each source, the first ``tokens`` tokens of each.
