@@ -28,7 +28,7 @@ import torch
 
 from saescope import cli
 from saescope._plotting import pyplot
-from saescope.evaluate.absorption import absorption, letter_data
+from saescope.evaluate.absorption import absorption, letter_data, letter_probe
 from saescope.evaluate.probing import corpus_tasks, sparse_probing
 from saescope.models import load_model
 from saescope.sae import load_sae
@@ -59,7 +59,9 @@ def plot(rows: list[dict], fits: dict, out: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     widths = [r["width"] for r in rows]
-    for ax, key, label in zip(axes, ("fvu", "dead"), ("held-out FVU", "dead fraction"), strict=True):
+    for ax, key, label in zip(
+        axes, ("fvu", "dead"), ("held-out FVU", "dead fraction"), strict=True
+    ):
         ax.loglog(widths, [r[key] for r in rows], "o", label="measured")
         a, b, r2 = fits[key]
         ax.loglog(widths, [a * w**b for w in widths], "-", label=f"{a:.3g} w^{b:.3f}, R²={r2:.3f}")
@@ -75,8 +77,11 @@ def main() -> None:
     p.add_argument("--acts", required=True)
     p.add_argument("--run", required=True, help="the sweep's run directory (trained if absent)")
     p.add_argument("--quickstart", help="also score this SAE")
-    p.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")],
-                   default=[1024, 2048, 4096, 8192, 16384])
+    p.add_argument(
+        "--widths",
+        type=lambda s: [int(w) for w in s.split(",")],
+        default=[1024, 2048, 4096, 8192, 16384],
+    )
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--model", default="gemma-3-270m")
     p.add_argument("--words", type=int, default=4000, help="first-letter words")
@@ -89,14 +94,26 @@ def main() -> None:
     summary = json.loads((Path(args.run) / "summary.json").read_text())
     saes = {}
     rows = []
-    for name, info in sorted(summary.items(), key=lambda kv: load_sae(Path(args.run) / kv[0]).cfg.d_sae):
+    for name, info in sorted(
+        summary.items(), key=lambda kv: load_sae(Path(args.run) / kv[0]).cfg.d_sae
+    ):
         sae = load_sae(Path(args.run) / name)
         saes[name] = sae
-        rows.append({"name": name, "width": sae.cfg.d_sae, "fvu": info["heldout"]["fvu"],
-                     "dead": info["heldout"]["dead_fraction"],
-                     "dead_train": info["dead_fraction_train"], "tokens": info["train_tokens"],
-                     "heldout_tokens": info["heldout"]["tokens"]})
-    fits = {key: power_law([r["width"] for r in rows], [r[key] for r in rows]) for key in ("fvu", "dead")}
+        rows.append(
+            {
+                "name": name,
+                "width": sae.cfg.d_sae,
+                "fvu": info["heldout"]["fvu"],
+                "dead": info["heldout"]["dead_fraction"],
+                "dead_train": info["dead_fraction_train"],
+                "tokens": info["train_tokens"],
+                "heldout_tokens": info["heldout"]["tokens"],
+            }
+        )
+    fits = {
+        key: power_law([r["width"] for r in rows], [r[key] for r in rows])
+        for key in ("fvu", "dead")
+    }
     plot(rows, fits, out)
     if args.quickstart:
         saes[f"quickstart {Path(args.quickstart).name}"] = load_sae(args.quickstart)
@@ -105,13 +122,21 @@ def main() -> None:
     model = load_model(args.model)
     letters = letter_data(model, site, max_words=args.words)
     tasks = corpus_tasks(model, site, documents=args.documents)
-    probes = {name: (absorption(sae, letters), sparse_probing(sae, tasks)) for name, sae in saes.items()}
+    probe = letter_probe(letters)
+    probes = {
+        name: (absorption(sae, letters, probe), sparse_probing(sae, tasks))
+        for name, sae in saes.items()
+    }
     probe_s = time.time() - start
-    (out / "absorption-probing.json").write_text(json.dumps({"rows": rows, "fits": fits, "probes": probes}, indent=1))
+    (out / "absorption-probing.json").write_text(
+        json.dumps({"rows": rows, "fits": fits, "probes": probes}, indent=1)
+    )
     write_page(args, rows, fits, probes, letters, tasks, out, train_s, probe_s)
 
 
-def write_page(args, rows, fits, probes, letters, tasks, out: Path, train_s: float, probe_s: float) -> None:
+def write_page(
+    args, rows, fits, probes, letters, tasks, out: Path, train_s: float, probe_s: float
+) -> None:
     r0 = rows[0]
     lines = [
         "# Width scaling, feature absorption and k-sparse probing",
@@ -134,7 +159,9 @@ def write_page(args, rows, fits, probes, letters, tasks, out: Path, train_s: flo
         "| width | held-out FVU | dead (held-out) | dead (train window) |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {r['width']} | {r['fvu']:.4f} | {r['dead']:.1%} | {r['dead_train']:.1%} |" for r in rows]
+    lines += [
+        f"| {r['width']} | {r['fvu']:.4f} | {r['dead']:.1%} | {r['dead_train']:.1%} |" for r in rows
+    ]
     for key, label in (("fvu", "FVU"), ("dead", "dead fraction (held-out)")):
         a, b, r2 = fits[key]
         lines.append(f"\n{label} ≈ {a:.3g} · width^{b:.3f} (log-log least squares, R² = {r2:.3f}).")

@@ -90,22 +90,44 @@ def letter_data(model: Any, site: str, max_words: int = 4000, seed: int = 0) -> 
     return LetterData(torch.cat(acts), letters, [w for _, w in words])
 
 
-def absorption(
-    sae: SAE,
-    data: LetterData,
-    n_latents: int = 1,
-    min_words: int = 20,
-    min_cosine: float = 0.025,
-    min_share: float = 0.4,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The measurement of the module docstring: the mean absorption and false-negative rates
-    over letters with at least ``min_words`` words, and each letter's numbers."""
+@dataclass(frozen=True)
+class LetterProbe:
+    """The 26-way probe on raw activations, fitted on the ``train`` words (SAE-independent,
+    so one probe serves every SAE of a site)."""
+
+    weights: Tensor
+    """(d_in, 26)."""
+    bias: Tensor
+    """(26,)."""
+    train: Tensor
+    """(N,) bool: the words it was fitted on."""
+
+
+def letter_probe(data: LetterData, seed: int = 0) -> LetterProbe:
+    """Fit the probe on a seeded 70% of the words."""
     g = torch.Generator().manual_seed(seed)
     n = len(data.letters)
     train = torch.ones(n, dtype=torch.bool)
     train[torch.randperm(n, generator=g)[: int(0.3 * n)]] = False
     W, b = fit_logistic(data.acts[train], data.letters[train], n_classes=len(LETTERS))
+    return LetterProbe(W, b, train)
+
+
+def absorption(
+    sae: SAE,
+    data: LetterData,
+    probe: LetterProbe | None = None,
+    n_latents: int = 1,
+    min_words: int = 20,
+    min_cosine: float = 0.025,
+    min_share: float = 0.4,
+) -> dict[str, Any]:
+    """The measurement of the module docstring: the mean absorption and false-negative rates
+    over letters with at least ``min_words`` words, and each letter's numbers. ``probe``:
+    ``letter_probe(data)`` when not given."""
+    probe = probe if probe is not None else letter_probe(data)
+    W, b, train = probe.weights, probe.bias, probe.train
+    n = len(data.letters)
     predicted = (data.acts @ W + b).argmax(-1)  # (N,)
     with torch.no_grad():
         Z = sae.encode_dense(data.acts)  # (N, d_sae)
@@ -117,16 +139,18 @@ def absorption(
         mine = data.letters == li
         if int(mine.sum()) < min_words:
             continue
-        probe = W[:, li] / W[:, li].norm().clamp_min(1e-12)  # (d,)
+        direction = W[:, li] / W[:, li].norm().clamp_min(1e-12)  # (d,)
         latents = top_latents(Z[train], mine[train], n_latents, signed=True)
         present = ~train & mine & (predicted == li)
         if not present.any():
             continue
         fired = (Z[present][:, latents] > 0).any(-1)  # (P,)
-        proj = Z[present] * (W_dec @ probe)  # (P, d_sae): each latent's part along p_L
+        proj = Z[present] * (W_dec @ direction)  # (P, d_sae): each latent's part along p_L
         best = proj.argmax(-1)
-        share = proj.gather(1, best[:, None]).squeeze(1) / (x_c[present] @ probe).clamp_min(1e-8)
-        carries = (dec_unit[best] @ probe >= min_cosine) & (share >= min_share)
+        share = proj.gather(1, best[:, None]).squeeze(1) / (x_c[present] @ direction).clamp_min(
+            1e-8
+        )
+        carries = (dec_unit[best] @ direction >= min_cosine) & (share >= min_share)
         absorbed = ~fired & carries
         per_letter[letter] = {
             "words": int(mine.sum()),
