@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from saescope import cli
 from saescope._plotting import pyplot
+from saescope.cli import main as saescope_main
 from saescope.evaluate.absorption import absorption, letter_data, letter_probe
 from saescope.evaluate.probing import corpus_tasks, sparse_probing
 from saescope.models import load_model
@@ -50,7 +50,7 @@ def train(args: argparse.Namespace) -> float:
     start = time.time()
     widths = ",".join(str(w) for w in args.widths)
     argv = ["train", "--acts", args.acts, "--out", args.run, "--width", widths, "--k", str(args.k)]
-    if cli.main(argv) != 0:
+    if saescope_main(argv) != 0:
         raise SystemExit("training failed")
     return time.time() - start
 
