@@ -87,6 +87,12 @@ def main() -> None:
     parser.add_argument("--llm", default=None, help="explainer and scorer (default: embedded)")
     parser.add_argument("--api-base", default=None, help="an OpenAI-compatible endpoint")
     parser.add_argument("--doc", default="docs/auto-interp.md")
+    parser.add_argument("--methods", default=",".join(METHODS), help="scoring methods")
+    parser.add_argument("--activating", type=int, default=ScoreConfig.activating,
+                        help="held-out firing contexts scored per feature")  # fmt: skip
+    parser.add_argument("--silent", type=int, default=ScoreConfig.silent,
+                        help="held-out silent contexts scored per feature")  # fmt: skip
+    parser.add_argument("--batch", type=int, default=8, help="conversations per local batch")
     parser.add_argument("--setup-only", action="store_true", help="indexes and picks, no LLM")
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -100,17 +106,21 @@ def main() -> None:
         return
     from saescope.interpret.llm import make_backend  # the LLM only past --setup-only
 
-    backend = make_backend(model=args.llm, api_base=args.api_base)
+    backend = make_backend(model=args.llm, api_base=args.api_base, concurrency=args.batch)
+    methods = tuple(m for m in args.methods.split(",") if m)
+    score_cfg = ScoreConfig(methods=methods, activating=args.activating, silent=args.silent)
     lines = ["# Auto-interp: SAE features against raw neurons", "",
              f"Explainer and scorer: `{backend.name}`. Written by `examples/autointerp_study.py` "
-             f"(seed {args.seed}); scores on each feature's held-out contexts, means over "
-             "features with 95% bootstrap intervals over features (and how many features).", ""]  # fmt: skip
+             f"(seed {args.seed}, {args.features} features and neurons, {args.tokens:,} tokens "
+             f"indexed); scores on each feature's held-out contexts ({args.activating} firing, "
+             f"{args.silent} silent), methods {', '.join(methods)}; means over features with 95% "
+             "bootstrap intervals over features (and how many features).", ""]  # fmt: skip
     for label, path in paths.items():
         with FeatureIndex(path) as index:
             start = time.perf_counter()
             explained = explain_features(index, picks[label], backend, ExplainConfig())
             mid = time.perf_counter()
-            scored = score_explanations(index, backend, ScoreConfig(), picks[label])
+            scored = score_explanations(index, backend, score_cfg, picks[label])
             end = time.perf_counter()
             lines += [f"## {label} ({index.meta['site']}, {len(picks[label])} random live)", "",
                       "| explanation | " + " | ".join(METHODS) + " |",

@@ -43,6 +43,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         exclude_special=False if args.keep_special else None,
         outliers=outlier_policy(args),
         encoder=args.encoder,
+        absorption=args.absorption,
+        probing=args.probing,
     )
     print(f"metrics: {report.parent / 'metrics.json'}\nreport:  {report}")
 
@@ -70,6 +72,18 @@ def register(sub: Any) -> None:
     p.add_argument("--loss-tokens", type=int, default=8_192, help="tokens for the spliced loss")
     p.add_argument("--no-ablations", action="store_true", help="skip zero/mean ablation runs")
     add_encoder_arg(p)
+    p.add_argument(
+        "--absorption",
+        action="store_true",
+        help="with --model: first-letter feature absorption (Chanin et al. 2024) on the "
+        "tokenizer's own single-token words",
+    )
+    p.add_argument(
+        "--probing",
+        action="store_true",
+        help="with --model: k-sparse probing (k = 1, 2, 5, 20) against raw-activation probes "
+        "on labels of the default corpus (Wikipedia vs Gutenberg, inside a quotation)",
+    )
     add_outlier_args(p)  # sets the threshold of "w/o outliers"; all rows are scored too
     add_data_args(
         p,

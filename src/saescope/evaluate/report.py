@@ -68,6 +68,34 @@ def _pareto(results: list[EvalResult]) -> list[str]:
     return figures
 
 
+def _probing_table(results: list[EvalResult]) -> str:
+    """Held-out accuracy per probing task: raw activations, then the k-sparse SAE probes."""
+    probed = [r for r in results if r.probing]
+    if not probed:
+        return ""
+    tasks = sorted({t for r in probed for t in r.probing or {}})
+    ks = sorted(
+        {k for r in probed for t in (r.probing or {}).values() for k in t["sparse"]}, key=int
+    )
+    head = "".join(
+        f"<th>{html.escape(t)} raw</th>" + "".join(f"<th>{html.escape(t)} k={k}</th>" for k in ks)
+        for t in tasks
+    )
+    body = ""
+    for r in probed:
+        cells = []
+        for t in tasks:
+            task = (r.probing or {}).get(t) or {"raw": None, "sparse": {}}
+            for value in [task["raw"], *(task["sparse"].get(k) for k in ks)]:
+                cells.append("-" if value is None else f"{value:.3f}")
+        body += (
+            f"<tr><th>{html.escape(r.name)}</th>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    return f"<h2>k-sparse probing (held-out accuracy)</h2><table><tr><th>SAE</th>{head}</tr>{body}</table>"
+
+
 def write_report(results: list[EvalResult], out: str | Path, context: dict[str, Any]) -> Path:
     """Write ``metrics.json`` and ``report.html`` into ``out``; returns the HTML path."""
     root = Path(out)
@@ -96,6 +124,7 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
             "top1_neuron_share",
             "neuron_kurtosis_mean",
         ],
+        "absorption": ["absorption_rate", "false_negative_rate"],
     }
     rows = []
     for r in results:
@@ -110,7 +139,11 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
             + "".join(f"<td>{c}</td>" for c in cells)
             + "</tr>"
         )
-    labels = {"without_outliers": "{} w/o outliers", "outliers": "outlier {}"}
+    labels = {
+        "without_outliers": "{} w/o outliers",
+        "outliers": "outlier {}",
+        "absorption": "letter {}",
+    }
     names = [labels.get(group, "{}").format(key) for group, keys in columns.items() for key in keys]
     header = "".join(f"<th>{k}</th>" for k in ["SAE", *names])
     sections = [
@@ -126,7 +159,7 @@ def write_report(results: list[EvalResult], out: str | Path, context: dict[str, 
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;
 font-size:13px}}td,th{{border:1px solid #ccc;padding:4px 6px;text-align:right}}img{{margin:4px}}
 </style></head><body><h1>SAE evaluation</h1><ul>{context_html}</ul>
-<table><tr>{header}</tr>{"".join(rows)}</table>
+<table><tr>{header}</tr>{"".join(rows)}</table>{_probing_table(results)}
 {"<h2>Pareto</h2>" + "".join(pareto) if pareto else ""}{"".join(sections)}</body></html>"""
     (root / "report.html").write_text(page)
     return root / "report.html"

@@ -32,6 +32,10 @@ class EvalResult:
     """The outlier rule applied (mode, multiple, median norm, threshold) and rows it flagged."""
     site_out: str | None = None
     """A transcoder's output site (``site`` is its input); None for an SAE."""
+    absorption: dict[str, Any] | None = None
+    """First-letter absorption (``evaluate.absorption.absorption``), when asked for."""
+    probing: dict[str, Any] | None = None
+    """k-sparse probing per task (``evaluate.probing.sparse_probing``), when asked for."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,8 @@ class EvalResult:
             "outliers": self.outliers,
             "spliced": self.spliced.to_dict() if self.spliced else None,
             "geometry": self.geometry.to_dict(),
+            "absorption": self.absorption,
+            "probing": self.probing,
             "log10_density": self.reconstruction.log10_density.tolist(),
         }
 

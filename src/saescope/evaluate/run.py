@@ -38,6 +38,8 @@ def evaluate_saes(
     exclude_special: bool | None = None,
     outliers: OutlierPolicy = OutlierPolicy(),
     encoder: str | None = None,
+    absorption: bool = False,
+    probing: bool = False,
 ) -> Path:
     """Score SAEs and write ``metrics.json`` + ``report.html`` into ``out``.
 
@@ -62,6 +64,9 @@ def evaluate_saes(
 
     ``encoder`` (``gp:k=32``, ``topk:k=16``, see ``saescope.coding.parse_encoder``): make every
     SAE's codes that way over its decoder instead of with its own encoder.
+
+    ``absorption`` and ``probing`` (both need ``model``) add the first-letter absorption
+    (``evaluate.absorption``) and k-sparse probing on the default corpus (``evaluate.probing``).
     """
     from saescope.coding import with_encoder
     from saescope.data import load_corpus, pack_contexts
@@ -117,7 +122,10 @@ def evaluate_saes(
             clean = [c for c in (rule.excluding().apply(x) for x in live) if len(c)]
         batches = torch.stack(contexts).split(2) if contexts else None  # logits: 2 x T x vocab
         result = evaluate(sae, rows, model, batches, name, path, ablations, exclude_special)
-        results.append(_with_outliers(result, sae, clean, rule))
+        result = _with_outliers(result, sae, clean, rule)
+        if absorption or probing:
+            result = _with_probes(result, sae, model, site, absorption, probing)
+        results.append(result)
     info = {
         "cache": str(cache_dir) if cache_dir else None,
         "model": model.name if model is not None else None,
@@ -166,6 +174,24 @@ def _transcoder_rows(
         if bool(kept.any()):
             clean.append((x[kept], y[kept]))
     return pairs, clean, rule
+
+
+def _with_probes(
+    result: EvalResult,
+    sae: SAE,
+    model: LanguageModel | None,
+    site: str,
+    absorption: bool,
+    probing: bool,
+) -> EvalResult:
+    from saescope.evaluate import absorption as absorb
+    from saescope.evaluate import probing as probe
+
+    if model is None:
+        raise SaescopeError("absorption and probing run text through the model: give --model")
+    letters = absorb.absorption(sae, absorb.letter_data(model, site)) if absorption else None
+    tasks = probe.sparse_probing(sae, probe.corpus_tasks(model, site)) if probing else None
+    return replace(result, absorption=letters, probing=tasks)
 
 
 def _with_outliers(

@@ -1,4 +1,4 @@
-"""The architectures: TopK, BatchTopK, JumpReLU, ReLU (L1) and Gated.
+"""The architectures: TopK, BatchTopK, Matryoshka BatchTopK, JumpReLU, ReLU (L1) and Gated.
 
 Each differs only in how it picks active latents from the pre-activations, written once here
 and called by both inference and the training objectives (``saescope.train.objectives``, which
@@ -15,7 +15,15 @@ from saescope.sae.config import SAEConfig
 from saescope.sae.kernels import batch_topk_coo, sparse_encode, topk_coo
 from saescope.sae.registry import register_architecture
 
-__all__ = ["BatchTopKSAE", "GatedSAE", "JumpReLUSAE", "ReLUSAE", "TopKSAE", "coo_from_dense"]
+__all__ = [
+    "BatchTopKSAE",
+    "GatedSAE",
+    "JumpReLUSAE",
+    "MatryoshkaSAE",
+    "ReLUSAE",
+    "TopKSAE",
+    "coo_from_dense",
+]
 
 
 @register_architecture
@@ -73,6 +81,22 @@ class BatchTopKSAE(TopKSAE):
             return batch_topk_coo(pre, self.cfg.k)
         rows, indices = (pre > self.threshold).nonzero(as_tuple=True)
         return rows, indices
+
+
+@register_architecture
+class MatryoshkaSAE(BatchTopKSAE):
+    """BatchTopK whose nested prefixes of the dictionary (latents ``[0, w)`` for each ``w`` in
+    ``SAEConfig.prefix_widths``) are each trained to reconstruct the input on their own
+    (Bussmann et al. 2025; Nabeshima 2024), so early latents learn general features and later
+    ones refine them instead of absorbing them. Inference is BatchTopK's: the learned global
+    threshold, saved for SAELens as JumpReLU (as SAELens saves its Matryoshka BatchTopK)."""
+
+    architecture = "matryoshka"
+    description = (
+        "BatchTopK whose nested dictionary prefixes each reconstruct the input "
+        "(Bussmann et al. 2025)"
+    )
+    uses_prefixes = True
 
 
 @register_architecture

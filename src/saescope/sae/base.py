@@ -85,6 +85,8 @@ class SAE(nn.Module):
     constrain_decoder_norm: ClassVar[bool] = True
     """``TrainConfig.decoder_norm`` applies; False where the loss itself weighs the decoder
     norms (relu's L1 penalty), which a norm constraint would defeat."""
+    uses_prefixes: ClassVar[bool] = False
+    """``SAEConfig.matryoshka_widths`` applies (nested prefixes trained to reconstruct)."""
     nonnegative_threshold: ClassVar[bool] = False
     """A learned ``threshold`` parameter the trainer clamps at >= 0 after each step."""
 

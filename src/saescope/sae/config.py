@@ -73,6 +73,9 @@ class SAEConfig:
     """Subtract b_dec from the input before encoding (the pre-encoder bias)."""
     dtype: str = "float32"
     """The weights' torch dtype, one of ``DTYPES``."""
+    matryoshka_widths: tuple[int, ...] | None = None
+    """matryoshka: the nested prefix widths, strictly increasing and ending at d_sae (SAELens's
+    ``matryoshka_widths``); None: ``default_prefix_widths(d_sae)``. Other architectures: None."""
     metadata: SAEMetadata = field(default_factory=SAEMetadata)
     d_out: int | None = None
     """Set for a transcoder: the width of its output site (the MLP's output, say), which it
@@ -127,6 +130,38 @@ class SAEConfig:
             raise SaescopeError(
                 f"architecture {self.architecture} needs 0 < k <= d_sae={self.d_sae}, got {self.k}"
             )
+        self._check_prefixes(ARCHITECTURES[self.architecture].uses_prefixes)
+
+    def _check_prefixes(self, uses_prefixes: bool) -> None:
+        widths = self.matryoshka_widths
+        if widths is None:
+            return
+        if not uses_prefixes:
+            raise SaescopeError(
+                f"matryoshka_widths is only for architectures with nested prefixes (matryoshka), "
+                f"got {widths!r} for {self.architecture}; leave it unset"
+            )
+        if not (
+            isinstance(widths, tuple)
+            and widths
+            and all(_is_int(w) for w in widths)
+            and all(a < b for a, b in zip((0, *widths), widths, strict=False))
+            and widths[-1] == self.d_sae
+        ):
+            raise SaescopeError(
+                f"matryoshka_widths must be a tuple of strictly increasing integers > 0 ending "
+                f"at d_sae={self.d_sae}, e.g. ({self.d_sae // 4}, {self.d_sae}); got {widths!r}"
+            )
+
+    @property
+    def prefix_widths(self) -> tuple[int, ...]:
+        """The nested prefix widths a matryoshka SAE trains (``matryoshka_widths`` or its
+        default); ``(d_sae,)``, the whole dictionary, for every other architecture."""
+        from saescope.sae.registry import ARCHITECTURES
+
+        if not ARCHITECTURES[self.architecture].uses_prefixes:
+            return (self.d_sae,)
+        return self.matryoshka_widths or default_prefix_widths(self.d_sae)
 
     @property
     def is_transcoder(self) -> bool:
@@ -140,3 +175,9 @@ class SAEConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def default_prefix_widths(d_sae: int) -> tuple[int, ...]:
+    """d_sae / 64, / 16, / 4 and d_sae (those >= 1): a factor 4 between levels, as in Bussmann
+    et al. (2025), whose 65k dictionaries nest prefixes of 128 / 512 / 2048 / 8192 / ..."""
+    return tuple(sorted({w for w in (d_sae // 64, d_sae // 16, d_sae // 4) if w >= 1} | {d_sae}))

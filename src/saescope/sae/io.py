@@ -53,6 +53,8 @@ def sae_cfg_dict(sae: SAE) -> dict[str, Any]:
         out["k"] = cfg.k
     if cfg.d_out is not None:
         out["d_out"] = cfg.d_out
+    if cfg.matryoshka_widths is not None:  # SAELens's JumpReLU config ignores the key
+        out["matryoshka_widths"] = list(cfg.matryoshka_widths)
     out["saescope_architecture"] = cfg.architecture
     return out
 

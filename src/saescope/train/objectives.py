@@ -18,7 +18,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from saescope.sae import SAE
-from saescope.sae.architectures import BatchTopKSAE, GatedSAE, JumpReLUSAE, TopKSAE
+from saescope.sae.architectures import BatchTopKSAE, GatedSAE, JumpReLUSAE, MatryoshkaSAE, TopKSAE
+from saescope.sae.base import Latents
 from saescope.sae.kernels import sparse_decode, topk_coo
 from saescope.train.config import DeadMethod
 from saescope.train.recipes import StepContext, StepOutput, TrainingRecipe, register_recipe
@@ -30,6 +31,8 @@ __all__ = [
     "fvu",
     "gated_objective",
     "jumprelu_objective",
+    "matryoshka_objective",
+    "nested_decode",
     "relu_objective",
     "topk_objective",
 ]
@@ -75,17 +78,50 @@ def batchtopk_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
     return out
 
 
-def _topk(sae: SAE, x: Tensor, ctx: StepContext) -> tuple[StepOutput, Tensor]:
-    """The TopK-family step and the selected values (N,), detached."""
+def matryoshka_objective(sae: SAE, x: Tensor, ctx: StepContext) -> StepOutput:
+    """BatchTopK's step, the squared error averaged over the nested prefixes' reconstructions
+    (each prefix decodes only its own latents of the one B * k selection; Bussmann et al. 2025
+    sum them, the mean keeps the loss in FVU units so the default LRs still apply). AuxK uses
+    the whole dictionary's residual; ``fvu`` is the whole dictionary's, ``fvu_w<w>`` each
+    prefix's."""
+    assert isinstance(sae, MatryoshkaSAE)
+    out, values = _topk(sae, x, ctx, sae.cfg.prefix_widths)
+    _update_threshold_(sae, values, ctx.cfg.sparsity.threshold_lr)
+    return out
+
+
+def nested_decode(sae: SAE, latents: Latents, widths: tuple[int, ...]) -> list[Tensor]:
+    """Reconstructions (B, d) from the latents below each width in ``widths`` (increasing):
+    each group ``[previous width, width)`` is decoded once and added to the prefix before it,
+    so all of them cost one decode. Differentiable."""
+    B = latents.shape[0]
+    out, partial, lo = [], sae.b_dec.expand(B, -1), 0
+    for width in widths:
+        group = (latents.indices >= lo) & (latents.indices < width)  # keeps rows sorted
+        rows, indices, values = latents.rows[group], latents.indices[group], latents.values[group]
+        partial = partial + sparse_decode(rows, indices, values, sae.W_dec, B)
+        out.append(partial)
+        lo = width
+    return out
+
+
+def _topk(
+    sae: SAE, x: Tensor, ctx: StepContext, prefixes: tuple[int, ...] = ()
+) -> tuple[StepOutput, Tensor]:
+    """The TopK-family step and the selected values (N,), detached; with ``prefixes``, the
+    squared error is the mean over the nested prefixes' reconstructions (the last: all)."""
     assert isinstance(sae, TopKSAE)
     x = sae.check(x)
     with torch.no_grad():
         pre = _encoder_pre(sae, sae.center(x), ctx)  # (B, d_sae)
     latents = sae.select_from(pre, x)
-    x_hat = sae.decode(latents)  # (B, d)
-    mse, batch_fvu = _mse_and_fvu(x, x_hat)
-    loss = mse / ctx.variance
-    metrics = {"fvu": batch_fvu, "l0": len(latents.values) / len(x)}
+    x_hats = nested_decode(sae, latents, prefixes) if prefixes else [sae.decode(latents)]
+    errors = [_mse_and_fvu(x, x_hat) for x_hat in x_hats]  # [(mse, fvu)] per prefix
+    x_hat = x_hats[-1]  # (B, d)
+    loss = torch.stack([mse for mse, _ in errors]).mean() / ctx.variance
+    metrics = {"fvu": errors[-1][1], "l0": len(latents.values) / len(x)}
+    if len(prefixes) > 1:
+        metrics |= {f"fvu_w{w}": e for w, (_, e) in zip(prefixes[:-1], errors, strict=False)}
     if ctx.dead_method == "auxk" and ctx.dead.any():
         aux = _auxk(sae, x, x_hat, pre, ctx)
         loss = loss + ctx.cfg.dead.aux_coef * aux
@@ -251,6 +287,7 @@ _AUXK: tuple[DeadMethod, ...] = ("auxk",)
 _GHOST: tuple[DeadMethod, ...] = ("ghost",)
 register_recipe("topk", TrainingRecipe(topk_objective, "auxk", _AUXK))
 register_recipe("batchtopk", TrainingRecipe(batchtopk_objective, "auxk", _AUXK))
+register_recipe("matryoshka", TrainingRecipe(matryoshka_objective, "auxk", _AUXK))
 register_recipe("jumprelu", TrainingRecipe(jumprelu_objective, "ghost", _GHOST))
 register_recipe("relu", TrainingRecipe(relu_objective, "ghost", _GHOST))
 register_recipe("gated", TrainingRecipe(gated_objective, "ghost", _GHOST))

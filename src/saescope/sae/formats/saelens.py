@@ -83,12 +83,14 @@ def _config_from_dict(data: object) -> SAEConfig:
         extra={**extra, **{k: v for k, v in meta.items() if k not in known}},
     )
     dtype = data.get("dtype", "float32")
+    widths = data.get("matryoshka_widths")
     return SAEConfig(
         # No int()/bool()/str() coercion: SAEConfig refuses a 640.9 that int() would truncate.
         d_in=data["d_in"],
         d_sae=data["d_sae"],
         architecture=architecture_for_saelens(arch),
         k=data.get("k"),
+        matryoshka_widths=tuple(widths) if isinstance(widths, list) else widths,
         # SAELens keeps apply_b_dec_to_input's default in a transcoder's cfg.json and ignores it.
         apply_b_dec_to_input=(
             False if transcoder is not None else data.get("apply_b_dec_to_input", True)
