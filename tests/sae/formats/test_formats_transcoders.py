@@ -5,6 +5,7 @@ transpose) and the layouts still refused say so clearly."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from transcoders import SITE_IN, exact_transcoder, linear_mlp_model
 from saescope.errors import SaescopeError
 from saescope.evaluate import spliced_stats
 from saescope.sae import load_sae, sae_site, sae_site_out
+from saescope.sae.formats import source_dir, weights_file
 
 ROWS = 64
 
@@ -110,6 +112,11 @@ def test_clt_layer_file_is_read_as_its_own_layer_view(tmp_path) -> None:
     torch.testing.assert_close(acts, want_acts, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out, want_acts @ t["w_dec"][:, 3], rtol=1e-5, atol=1e-5)
     assert sae_site_out(later) == "layers.3.mlp_out" and not later.cfg.skip
+    # each view names the spec it is read back from, and the file its weights are in
+    assert source_dir(later, "") == Path(f"{file.resolve()}?out_layer=3")
+    assert source_dir(sae, "") == file.resolve() and weights_file(later, "") == file.resolve()
+    again = load_sae(str(source_dir(later, "")))
+    torch.testing.assert_close(again.W_dec, later.W_dec)
 
 
 def test_clt_views_that_do_not_exist_are_refused(tmp_path) -> None:

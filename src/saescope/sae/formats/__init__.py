@@ -200,8 +200,11 @@ def weights_file(sae: SAE, path: str | Path) -> Path:
 
 
 def source_dir(sae: SAE, path: str | Path) -> Path:
-    """The directory (or file) ``sae`` was read from, given the ``path`` it was loaded by."""
+    """The directory (or file) ``sae`` was read from, given the ``path`` it was loaded by; for
+    one view of a file holding several (a CLT layer), the spec that reads that view back."""
     prov = sae.cfg.metadata.extra.get("provenance")
+    if isinstance(prov, dict) and isinstance(prov.get("source"), str):
+        return Path(prov["source"])
     if isinstance(prov, dict) and isinstance(prov.get("path"), str):
         return Path(prov["path"])
     return Path(split_spec(path)[1]).resolve()

@@ -179,6 +179,9 @@ def read_2(path: Path, device: str | torch.device = "cpu", out_layer: int | None
     kept: dict[str, Any] = raw if isinstance(raw, dict) else {}
     files = [file.name] + ([CONFIG] if config else [])
     prov = c.provenance(NAME_2, folder, files, config or None)
+    if clt:  # what load_sae reads this view back from (the folder holds every layer's file)
+        J, L = _layer(site_out), _layer(site)
+        prov["source"] = str(file.resolve()) + (f"?out_layer={J}" if J != L else "")
     model = _model_name_2(config.get("model_name")) or _model_from_path_2(file)
     extra = {"hf_hook_name": hook_in, "hf_hook_name_out": hook_out if transcoder else None}
     if clt:
