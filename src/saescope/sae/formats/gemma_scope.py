@@ -6,7 +6,9 @@
     x_hat = acts @ W_dec + b_dec               W_dec (d_sae, d_in)
 
 Gemma Scope 2 spells the tensors in lower case (``w_enc`` ...) and names its site as an HF
-module path in ``hf_hook_point_in``. Writing: ``save_gemma_scope_2`` (JumpReLU and BatchTopK
+module path in ``hf_hook_point_in``. Transcoders (both releases) read ``mlp_in`` and predict
+``mlp_out``: W_dec (d_sae, d_out), b_dec (d_out,), and Gemma Scope 2's optional
+``affine_skip_connection`` A (d_in, d_out) adds ``x @ A`` (saescope's ``W_skip`` is A.T). Writing: ``save_gemma_scope_2`` (JumpReLU and BatchTopK
 SAEs; a pre-encoder bias is folded into ``b_enc``).
 """
 
