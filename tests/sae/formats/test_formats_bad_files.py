@@ -130,33 +130,27 @@ def test_nan_weights_are_refused(tmp_path) -> None:
     assert str(weights) in str(err.value)
 
 
-# -- transcoders: refused, one clear message, until the transcoder kind exists -----------------
+# -- transcoders: read (test_formats_transcoders.py); what is still unsupported says why --------
 
 
-def test_transcoder_files_are_refused_clearly(tmp_path) -> None:
-    message = "transcoders are read once the transcoder kind exists"
+def test_unsupported_transcoder_files_are_refused_clearly(tmp_path) -> None:
+    message = r"it is a transcoder \(.*\), which saescope does not read: "
     gs2 = LAYOUTS["gemma_scope_2"]
-    path, _ = _written(gs2, tmp_path / "a", affine_skip_connection=torch.randn(6, 6))
-    with pytest.raises(SaescopeError, match=message):
+    # a cross-layer transcoder whose input layer (6, from the hook) has no slot in w_dec
+    path, _ = _written(gs2, tmp_path / "c", w_dec=torch.randn(10, 3, 6))
+    with pytest.raises(SaescopeError, match=r"params.safetensors: .*out_layer=6 is not an output"):
         load_sae(path)
+    # an output hook saescope has no site for: readable, but no output site to splice
     path, _ = _written(gs2, tmp_path / "b")
     config = json.loads((path / "config.json").read_text())
-    config["hf_hook_point_out"] = "model.layers.6.post_feedforward_layernorm.output"
+    config["hf_hook_point_out"] = "model.layers.6.self_attn.o_proj.input"
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(SaescopeError, match=rf"config.json: .*hf_hook_point_out.*{message}"):
-        load_sae(path)
-    path, _ = _written(gs2, tmp_path / "c", w_dec=torch.randn(10, 3, 6))
-    with pytest.raises(SaescopeError, match=rf"cross-layer transcoder.*{message}"):
-        load_sae(path)
-    sp = LAYOUTS["sparsify"]
-    path, _ = _written(sp, tmp_path / "d", W_skip=torch.randn(6, 6))
-    with pytest.raises(SaescopeError, match=rf"W_skip.*{message}"):
-        load_sae(path)
-    path, _ = _written(sp, tmp_path / "e")
-    cfg = json.loads((path / "cfg.json").read_text())
-    (path / "cfg.json").write_text(json.dumps({**cfg, "transcode": True}))
-    with pytest.raises(SaescopeError, match=rf"transcode=true.*{message}"):
-        load_sae(path)
+    from saescope.sae import sae_site_out
+
+    sae = load_sae(path)
+    assert sae.cfg.is_transcoder and sae.cfg.metadata.site_out is None
+    with pytest.raises(SaescopeError, match=r"gemma_scope_2\): metadata names no site"):
+        sae_site_out(sae)
     ls = LAYOUTS["llama_scope"]
     path, _ = _written(ls, tmp_path / "f")
     hp = json.loads((path / "hyperparams.json").read_text())
@@ -169,7 +163,18 @@ def test_transcoder_files_are_refused_clearly(tmp_path) -> None:
             }
         )
     )
-    with pytest.raises(SaescopeError, match=message):
+    with pytest.raises(
+        SaescopeError, match=rf"hyperparams.json: .*{message}.*dataset_average_activation_norm.out"
+    ):
+        load_sae(path)
+    dl = LAYOUTS["dictionary_learning-AutoEncoder"]
+    path, _ = _written(dl, tmp_path / "h")
+    config = json.loads((path / "config.json").read_text())
+    config["buffer"] = {**config.get("buffer", {}), "io": "in_and_out"}
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        SaescopeError, match=rf"config.json: .*{message}dictionary_learning defines no"
+    ):
         load_sae(path)
     # SAELens transcoders are read (tests/sae/test_transcoder.py); one missing d_out is refused.
     sl = LAYOUTS["saelens-jumprelu"]
@@ -177,6 +182,9 @@ def test_transcoder_files_are_refused_clearly(tmp_path) -> None:
     cfg = json.loads((path / "cfg.json").read_text())
     (path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "jumprelu_skip_transcoder"}))
     with pytest.raises(SaescopeError, match="transcoder's but d_out is missing"):
+        load_sae(path)
+    (path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "clt"}))
+    with pytest.raises(SaescopeError, match=rf"cfg.json: .*{message}a cross-layer transcoder"):
         load_sae(path)
 
 

@@ -38,9 +38,12 @@ class Format:
     name: str
     detect: Callable[[Path], bool]
     """True when ``path`` (a directory, or a file for single-file formats) looks like it."""
-    read: Callable[[Path, str | torch.device], SAE]
+    read: Callable[..., SAE]
+    """``read(path, device, **options)``."""
     description: str
     """What its files are, for help texts."""
+    options: tuple[str, ...] = ()
+    """Integer options ``read`` takes, given as ``PATH?name=value`` (see ``split_options``)."""
 
 
 FORMATS: dict[str, Format] = {
@@ -62,7 +65,9 @@ FORMATS: dict[str, Format] = {
             gemma_scope.NAME_2,
             gemma_scope.detect_2,
             gemma_scope.read_2,
-            "Gemma Scope 2: config.json + params.safetensors",
+            "Gemma Scope 2: config.json + params.safetensors (a cross-layer transcoder's "
+            "params_layer_L.safetensors too; PATH?out_layer=J picks its output layer)",
+            options=("out_layer",),
         ),
         Format(
             gemma_scope.NAME_1,
@@ -128,6 +133,26 @@ def split_spec(spec: str | Path) -> tuple[str | None, str]:
     return None, text
 
 
+def split_options(text: str) -> tuple[str, dict[str, int]]:
+    """``PATH?out_layer=7`` -> (PATH, {"out_layer": 7}); a plain path -> (it, {}).
+
+    Options choose among the SAEs one file holds (a cross-layer transcoder's output layers).
+    A path with a literal ``?`` that exists is taken as it is.
+    """
+    head, sep, tail = text.rpartition("?")
+    if not sep or Path(text).exists():
+        return text, {}
+    options: dict[str, int] = {}
+    for item in tail.split("&"):
+        name, eq, value = item.partition("=")
+        if not eq or not value.strip().isdigit():
+            raise SaescopeError(
+                f"{text}: option {item!r} is not NAME=INTEGER (e.g. {head}?out_layer=7)"
+            )
+        options[name.strip()] = int(value)
+    return head, options
+
+
 def load_sae(
     path: str | Path, format: str | None = None, device: str | torch.device = "cpu"
 ) -> SAE:
@@ -135,9 +160,11 @@ def load_sae(
 
     ``path`` is a directory or file in any format of ``FORMATS``, ``FORMAT:PATH``, or a
     pretrained name (``gemma-scope-2-270m-pt-res/layer_6_width_16k_l0_small``, see
-    ``saescope.sae.pretrained``), resolved through the Hugging Face cache or hub.
+    ``saescope.sae.pretrained``), resolved through the Hugging Face cache or hub; any of them
+    may end in ``?NAME=VALUE`` options of its format (``Format.options``).
     """
     prefixed, text = split_spec(path)
+    text, options = split_options(text)
     if prefixed is not None and format is not None and prefixed != format:
         raise SaescopeError(f"{path}: names format {prefixed}, but format={format!r} was given")
     format = format or prefixed
@@ -154,7 +181,13 @@ def load_sae(
         format = detect_format(root)
     elif not root.exists():
         raise SaescopeError(f"{root} does not exist; expected an SAE directory or file ({format})")
-    return FORMATS[format].read(root, device).to(device).eval()
+    unknown = sorted(set(options) - set(FORMATS[format].options))
+    if unknown:
+        takes = ", ".join(FORMATS[format].options) or "none"
+        raise SaescopeError(
+            f"{path}: format {format} takes no option {', '.join(unknown)} (its options: {takes})"
+        )
+    return FORMATS[format].read(root, device, **options).to(device).eval()
 
 
 def weights_file(sae: SAE, path: str | Path) -> Path:
@@ -167,8 +200,11 @@ def weights_file(sae: SAE, path: str | Path) -> Path:
 
 
 def source_dir(sae: SAE, path: str | Path) -> Path:
-    """The directory (or file) ``sae`` was read from, given the ``path`` it was loaded by."""
+    """The directory (or file) ``sae`` was read from, given the ``path`` it was loaded by; for
+    one view of a file holding several (a CLT layer), the spec that reads that view back."""
     prov = sae.cfg.metadata.extra.get("provenance")
+    if isinstance(prov, dict) and isinstance(prov.get("source"), str):
+        return Path(prov["source"])
     if isinstance(prov, dict) and isinstance(prov.get("path"), str):
         return Path(prov["path"])
     return Path(split_spec(path)[1]).resolve()
@@ -182,6 +218,7 @@ __all__ = [
     "save_gemma_scope_2",
     "save_sparsify",
     "source_dir",
+    "split_options",
     "split_spec",
     "weights_file",
 ]

@@ -27,17 +27,32 @@ from saescope.sae.base import SAE
 from saescope.sae.config import DTYPES, SAEConfig
 from saescope.sae.registry import ARCHITECTURES
 
-TRANSCODERS_LATER = "transcoders are read once the transcoder kind exists"
-"""The one message for a transcoder file (d_out != d_in, a skip connection, an output hook)."""
-
 
 def fail(file: Path, fmt: str, what: str) -> SaescopeError:
     """The error for a file that looked like ``fmt`` but ``what`` did not match."""
     return SaescopeError(f"{file}: read as {fmt}, but {what}")
 
 
-def transcoder(file: Path, fmt: str, why: str) -> SaescopeError:
-    return fail(file, fmt, f"it is a transcoder ({why}); {TRANSCODERS_LATER}")
+def transcoder(file: Path, fmt: str, why: str, reason: str) -> SaescopeError:
+    """The error for a transcoder layout saescope does not read (``reason`` says why)."""
+    return fail(file, fmt, f"it is a transcoder ({why}), which saescope does not read: {reason}")
+
+
+def check_sites(file: Path, fmt: str, site: str | None, site_out: str | None) -> None:
+    """Refuse a transcoder whose output site comes before its input site in the forward pass
+    (splicing it would write a site the model has already passed); unknown sites pass."""
+    from saescope._sites import Site
+
+    if site is None or site_out is None:
+        return
+    if Site.parse(site_out) < Site.parse(site):
+        raise fail(
+            file,
+            fmt,
+            f"its output site {site_out} comes before its input site {site} in the forward "
+            "pass; a transcoder predicts a later site from an earlier one (are the hooks "
+            "swapped?)",
+        )
 
 
 def read_json(file: Path, fmt: str) -> dict[str, Any]:
@@ -171,16 +186,19 @@ def scalar(file: Path, fmt: str, data: dict[str, Any], key: str, kind: type = fl
     return value
 
 
-# Hugging Face module paths (Gemma Scope 2's hf_hook_point_in) for each saescope site kind, as
-# written for Gemma 3, whose attn_out / mlp_out are the post-norm outputs saescope hooks.
+# Hugging Face module paths (Gemma Scope 2's hf_hook_point_in / _out) for each saescope site kind,
+# as written for Gemma 3, whose attn_out / mlp_out are the post-norm outputs saescope hooks and
+# whose mlp_in (what the MLP reads) is the pre-FFN norm's output.
 HF_HOOKS = {
     "resid_post": "model.layers.{layer}.output",
+    "mlp_in": "model.layers.{layer}.pre_feedforward_layernorm.output",
     "mlp_out": "model.layers.{layer}.post_feedforward_layernorm.output",
     "attn_out": "model.layers.{layer}.post_attention_layernorm.output",
     "mlp_act": "model.layers.{layer}.mlp.down_proj.input",
 }
 _HF_TO_KIND = {
     "output": "resid_post",
+    "pre_feedforward_layernorm.output": "mlp_in",
     "post_feedforward_layernorm.output": "mlp_out",
     "post_attention_layernorm.output": "attn_out",
     "mlp.down_proj.input": "mlp_act",
@@ -227,9 +245,14 @@ def tl_site(hook: object) -> str | None:
 
 
 def metadata(
-    model_name: object, site: str | None, prov: dict[str, Any], **extra: Any
+    model_name: object,
+    site: str | None,
+    prov: dict[str, Any],
+    site_out: str | None = None,
+    **extra: Any,
 ):  # -> SAEMetadata
-    """SAE metadata of a foreign file: its model and site where known, and its provenance."""
+    """SAE metadata of a foreign file: its model and site (a transcoder's output site too)
+    where known, and its provenance."""
     from saescope._sites import Site
     from saescope.sae.config import SAEMetadata
 
@@ -237,5 +260,7 @@ def metadata(
         model_name=model_name if isinstance(model_name, str) else None,
         site=site,
         hook_name=Site.parse(site).tl_name if site else None,
+        site_out=site_out,
+        hook_name_out=Site.parse(site_out).tl_name if site_out else None,
         extra={"provenance": prov, **{k: v for k, v in extra.items() if v is not None}},
     )

@@ -98,9 +98,16 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
         )
     buffer = config.get("buffer")
     io = buffer.get("io", "out") if isinstance(buffer, dict) else "out"
-    # -- transcoders: one place, extended once the transcoder kind exists ----------------------
+    # dictionary_learning has no transcoder class: an in-to-out buffer is a layout saescope
+    # cannot check against a published formula.
     if io in ("in_and_out", "in_to_out"):
-        raise c.transcoder(path / CONFIG, FMT, f"buffer.io={io!r}")
+        raise c.transcoder(
+            path / CONFIG,
+            FMT,
+            f"buffer.io={io!r}",
+            "dictionary_learning defines no transcoder class whose formula it could be checked "
+            "against; convert it to a SAELens transcoder directory",
+        )
     file = path / AE
     state = c.read_state_dict(file, FMT)
     arch, spec = CLASSES[cls]

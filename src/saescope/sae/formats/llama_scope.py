@@ -37,10 +37,20 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
     d = c.scalar(hp_file, FMT, hp, "d_model", int)
     m = c.scalar(hp_file, FMT, hp, "d_sae", int)
     threshold = float(c.scalar(hp_file, FMT, hp, "jump_relu_threshold"))
-    # -- transcoders: one place, extended once the transcoder kind exists ----------------------
+    # Llama Scope's transcoders (the LXTC sets) are refused: their output is normalised by
+    # dataset_average_activation_norm.out, and no primary source saescope could check (SAELens
+    # does not read them) says how that scale enters the decoder; a guess would load silently
+    # wrong outputs.
     hook_in, hook_out = hp.get("hook_point_in"), hp.get("hook_point_out")
     if hook_out not in (None, hook_in):
-        raise c.transcoder(hp_file, FMT, f"hook_point_out={hook_out!r} differs from hook_point_in")
+        raise c.transcoder(
+            hp_file,
+            FMT,
+            f"hook_point_out={hook_out!r} differs from hook_point_in",
+            "how dataset_average_activation_norm.out scales its output is not confirmed by a "
+            "reference implementation; convert it to a SAELens transcoder directory with the "
+            "output scale folded into W_dec and b_dec",
+        )
     if hp.get("act_fn", "jumprelu") != "jumprelu":
         raise c.fail(hp_file, FMT, f"act_fn is {hp.get('act_fn')!r}; expected 'jumprelu'")
     norm_mode = hp.get("norm_activation", "dataset-wise")

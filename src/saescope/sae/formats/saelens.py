@@ -162,7 +162,13 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
     # -- transcoders: read by architecture name (``split_transcoder_name``); a cross-layer
     # transcoder has no single-layer kind here.
     if arch == "clt":
-        raise c.transcoder(root / CFG, "a SAELens directory", f"architecture {arch!r}")
+        raise c.transcoder(
+            root / CFG,
+            "a SAELens directory",
+            f"architecture {arch!r}",
+            "a cross-layer transcoder writes every later layer at once; load one layer of it "
+            "(Gemma Scope 2 clt files are read as per-layer views)",
+        )
     if data.get("reshape_activations", "none") not in ("none", None):
         raise c.fail(
             root / CFG,

@@ -3,9 +3,18 @@
     acts  = TopK_k(ReLU((x - b_dec) @ encoder.weight.T + encoder.bias))   encoder.weight (d_sae, d_in)
     x_hat = acts @ W_dec + b_dec                                          W_dec (d_sae, d_in)
 
-That is saescope's TopK with ``W_enc = encoder.weight.T``. The hookpoint is the folder's name
-(``layers.6`` is the output of decoder layer 6: ``layers.6.resid_post``); the run's
-``config.json`` one level up names the model. Writing: ``save_sparsify`` (TopK SAEs).
+That is saescope's TopK with ``W_enc = encoder.weight.T``. With ``transcode`` it is a
+transcoder from the hooked module's input to its output: no ``b_dec`` shift on the input, the
+same widths (``W_dec`` (d_sae, d_in), ``b_dec`` (d_in,)); with ``skip_connection`` it adds
+``x @ W_skip.T``, ``W_skip`` (d_out, d_in) as saescope stores it. A skip connection without
+``transcode`` keeps the shift: it is folded into ``b_enc`` (``b_enc - W_enc^T b_dec``) and the SAE
+read as a transcoder from its site to itself.
+
+The hookpoint is the folder's name (``layers.6`` is decoder layer 6: its output
+``layers.6.resid_post``, and for a transcoder its input ``layers.6.resid_pre``; ``layers.6.mlp``
+is the MLP: ``mlp_in`` -> ``mlp_out``, except on Gemma 2/3, whose MLP output precedes the
+post-FFN norm and so is no saescope site); the run's ``config.json`` one level up names the
+model. Writing: ``save_sparsify`` (TopK SAEs).
 """
 
 from __future__ import annotations
@@ -32,9 +41,17 @@ def detect(path: Path) -> bool:
     return path.is_dir() and (path / WEIGHTS).exists()
 
 
-def _site(path: Path) -> str | None:
-    m = re.fullmatch(r"(?:model\.)?(?:layers|h|blocks)\.(\d+)", path.resolve().name)
-    return f"layers.{int(m.group(1))}.resid_post" if m else None
+def _sites(path: Path, transcode: bool, model: str | None) -> tuple[str | None, str | None]:
+    """(the site read, the site written) of the hookpoint named by the folder."""
+    m = re.fullmatch(r"(?:model\.)?(?:layers|h|blocks)\.(\d+)(\.mlp)?", path.resolve().name)
+    if m is None:
+        return None, None
+    L = int(m.group(1))
+    if m.group(2) is None:  # the decoder layer: reads resid_pre, writes resid_post
+        return (f"layers.{L}.resid_pre" if transcode else None), f"layers.{L}.resid_post"
+    if model is not None and re.search(r"gemma-?[23]", model.lower()):
+        return (f"layers.{L}.mlp_in" if transcode else None), None
+    return (f"layers.{L}.mlp_in" if transcode else None), f"layers.{L}.mlp_out"
 
 
 def _model(path: Path) -> str | None:
@@ -57,11 +74,18 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
     if activation != "topk":
         raise c.fail(cfg_file, FMT, f"activation is {activation!r}; saescope reads topk only")
     t = c.read_safetensors(file, FMT)
-    # -- transcoders: one place, extended once the transcoder kind exists ----------------------
-    if config.get("transcode"):
-        raise c.transcoder(cfg_file, FMT, "transcode=true")
-    if config.get("skip_connection") or "W_skip" in t:
-        raise c.transcoder(file, FMT, "it has a skip connection W_skip")
+    transcode = config.get("transcode", False)
+    skip = config.get("skip_connection", False)
+    for key, value in (("transcode", transcode), ("skip_connection", skip)):
+        if not isinstance(value, bool):
+            raise c.fail(cfg_file, FMT, f"{key} must be true or false, found {value!r}")
+    if skip != ("W_skip" in t):
+        raise c.fail(
+            file,
+            FMT,
+            f"{CFG} says skip_connection={str(skip).lower()}, but the file "
+            + ("holds no W_skip" if skip else "holds W_skip"),
+        )
     enc_w, enc_b, W_dec, b_dec = c.need(
         file, FMT, t, "encoder.weight", "encoder.bias", "W_dec", "b_dec"
     )
@@ -74,17 +98,37 @@ def read(path: Path, device: str | torch.device = "cpu") -> SAE:
     c.check_shape(file, FMT, "encoder.weight", enc_w, (m, d), "(d_sae, d_in)")
     c.check_shape(file, FMT, "W_dec", W_dec, (m, d), "(d_sae, d_in)")
     c.check_shape(file, FMT, "b_dec", b_dec, (d,), "(d_in,)")
+    weights = {"W_enc": enc_w.t(), "b_enc": enc_b, "W_dec": W_dec, "b_dec": b_dec}
+    if skip:
+        c.check_shape(file, FMT, "W_skip", t["W_skip"], (d, d), "(d_out, d_in)")
+        weights["W_skip"] = t["W_skip"]  # applied as x @ W_skip.mT: saescope's orientation
+        if not transcode:  # keep sparsify's x - b_dec: fold it into b_enc, in float64
+            shift = enc_w.double() @ b_dec.double()  # (d_sae,)
+            weights["b_enc"] = (enc_b.double() - shift).to(enc_b.dtype)
+    model = _model(path)
+    site, site_out = _sites(path, transcode, model)
+    if skip and not transcode:
+        site = site_out  # an SAE with a skip: from its site to itself
+    tc = transcode or skip
+    c.check_sites(cfg_file, FMT, site, site_out)
     prov = c.provenance(NAME, path, [WEIGHTS, CFG], config)
     cfg = SAEConfig(
         d_in=d,
         d_sae=m,
         architecture="topk",
         k=k,
-        apply_b_dec_to_input=True,
+        apply_b_dec_to_input=not tc,
         dtype=c.dtype_name(file, FMT, enc_w),
-        metadata=c.metadata(_model(path), _site(path), prov, hookpoint=path.resolve().name),
+        metadata=c.metadata(
+            model,
+            site if tc else site_out,
+            prov,
+            site_out if tc else None,
+            hookpoint=path.resolve().name,
+        ),
+        d_out=d if tc else None,
+        skip=skip,
     )
-    weights = {"W_enc": enc_w.t(), "b_enc": enc_b, "W_dec": W_dec, "b_dec": b_dec}
     return c.build(cfg, weights, file, FMT).to(device)
 
 
