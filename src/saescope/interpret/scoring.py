@@ -45,7 +45,7 @@ from saescope.interpret.query import FeatureIndex
 log = logging.getLogger(__name__)
 
 METHODS = ("detection", "fuzzing", "simulation")
-PROMPT_VERSION = "score/1"
+PROMPT_VERSION = "score/2"
 """Stored beside every score; change it whenever a scoring prompt's text changes."""
 MARK_SHARE = 0.3
 """Fuzzing marks the tokens of a firing context whose activation is at least this share of the
@@ -342,7 +342,9 @@ def _method_conversations(
 
 def _sampling(method: str, items: list[Item]) -> Sampling:
     if method != "simulation":
-        return Sampling(max_tokens=4)
+        # Room for a sentence: small models answer "The token ... is present. Yes" rather than
+        # a bare "Yes" (4 tokens cut SmolLM2-135M off before either word in most fuzzing answers).
+        return Sampling(max_tokens=24)
     longest = max((len(it.tokens) for it in items), default=1)
     return Sampling(max_tokens=8 * longest + 16)  # a token, a tab and a number per line
 
