@@ -59,7 +59,8 @@ $(PEERS)/bin/python-peers:
 	$(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/pip install -q --upgrade pip
 	$(PEERS)/bin/pip install -q "torch==2.13.0" || $(PEERS)/bin/pip install -q torch
-	$(PEERS)/bin/pip install -q "sae-lens==6.54.12" "transformer-lens>=2.16.1,<4" \
+	# torch pinned again: unpinned, the peers' requirements pull the newest CUDA build (~6 GB).
+	$(PEERS)/bin/pip install -q "torch==2.13.0" "sae-lens==6.54.12" "transformer-lens>=2.16.1,<4" \
 		"eai-sparsify==1.3.3" "dictionary-learning==0.1.0"
 	touch $@
 
