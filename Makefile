@@ -62,6 +62,10 @@ $(PEERS)/bin/python-peers:
 	# torch pinned again: unpinned, the peers' requirements pull the newest CUDA build (~6 GB).
 	$(PEERS)/bin/pip install -q "torch==2.13.0" "sae-lens==6.54.12" "transformer-lens>=2.16.1,<4" \
 		"eai-sparsify==1.3.3" "dictionary-learning==0.1.0"
+	# nnsight pulls torchvision 0.28.0, whose ops do not register against the CPU torch wheel
+	# ("operator torchvision::nms does not exist" on importing transformers); none of the peer
+	# code the tests run needs it.
+	$(PEERS)/bin/pip uninstall -q -y torchvision
 	touch $@
 
 venv-peers: $(PEERS)/bin/python-peers
